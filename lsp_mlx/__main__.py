@@ -1,0 +1,3 @@
+from lsp_mlx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,113 @@
+"""The narrow interface every backend implements.
+
+The games, rewards and the trainer talk to a model only through `Backend`; they never
+import mlx or torch. A backend owns one policy model (base weights + LoRA adapter), its
+tokenizer and the optimizer of the adapter. The reference policy ``pi_ref`` is the same
+model with the adapter switched off (ALGORITHMS.md §5): no second copy of the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from lsp_mlx.records import PolicySample
+
+
+@dataclass
+class Completion:
+    """One sampled completion of a prompt."""
+
+    tokens: list[int]  # generated token ids, without the stop token
+    text: str
+    logprobs: list[float]  # per-token log-probs at sampling time (temperature-1 policy)
+    finish_reason: str  # "stop" (EOS) or "length"
+
+
+@dataclass
+class StepStats:
+    """What one optimizer step measured (all floats, already evaluated)."""
+
+    loss: float
+    kl: float  # mean over samples of the sequence log-ratio log pi(c|p) - log pi_ref(c|p)
+    grad_norm: float
+    tokens: int  # completion tokens trained on
+    per_role: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> {"loss":..,"kl":..}
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    generation_tokens: int = 0
+    seconds: float = 0.0
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+
+    # --- text ---
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        """Token ids of ``messages`` rendered with the model's chat template, ready for the reply."""
+        ...
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, tokens: list[int]) -> str: ...
+
+    # --- sampling and scoring ---
+    def generate(
+        self,
+        prompts: list[list[int]],
+        n: int,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        adapter: bool = True,
+    ) -> list[list[Completion]]:
+        """``n`` sampled completions for each prompt; a prompt's prefill is shared by its ``n``.
+
+        ``adapter=False`` samples from the reference policy. Temperature 0 is greedy.
+        """
+        ...
+
+    def sequence_logprobs(
+        self, pairs: list[tuple[list[int], list[int]]], adapter: bool = True
+    ) -> list[float]:
+        """Teacher-forced ``log pi(completion | prompt)`` (summed over completion tokens)."""
+        ...
+
+    # --- training ---
+    def train_step(self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1") -> StepStats:
+        """One optimizer step on the loss of ALGORITHMS.md §1 (see `PolicySample`)."""
+        ...
+
+    # --- state ---
+    def save_adapter(self, folder: Path) -> None:
+        """Write ``adapters.safetensors`` + ``adapter_config.json`` in mlx-lm's format."""
+        ...
+
+    def load_adapter(self, folder: Path) -> None: ...
+
+    def save_state(self, folder: Path) -> None:
+        """Optimizer state and RNG state, next to the adapter in a checkpoint folder."""
+        ...
+
+    def load_state(self, folder: Path) -> None: ...
+
+    def seed(self, seed: int) -> None:
+        """Reset the sampling RNG (the trainer seeds every iteration, so resume is exact)."""
+        ...
+
+    def info(self) -> dict[str, Any]:
+        """Device, dtype, BLAS and model facts for the run log."""
+        ...
+
+    def peak_memory_gb(self) -> float: ...
+
+    def reset_peak_memory(self) -> None: ...
+
+    def load_reward_model(self, spec: str) -> Any:
+        """A scorer ``(queries: list[str], answers: list[list[str]]) -> list[list[float]]``."""
+        ...
