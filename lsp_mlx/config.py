@@ -99,7 +99,6 @@ class Config:
         return dataclasses.asdict(self)
 
 
-GAMES = ("lsp", "lsp-zero")
 REWARD_SOURCES = ("judge", "reward_model", "python")
 BACKENDS = ("mlx", "torch")
 
@@ -210,6 +209,8 @@ def parse_set(items: list[str]) -> dict[str, Any]:
 
 def validate(config: Config) -> None:
     g, t, lo, r = config.game, config.train, config.lora, config.reward
+    from lsp_mlx.games import GAMES  # light: a dict of names
+
     if g.name not in GAMES:
         raise ConfigError(f"unknown game {g.name!r}{_nearest(g.name, GAMES)}")
     checks = [
