@@ -62,11 +62,12 @@ class GameConfig:
 
 @dataclass
 class RewardConfig:
-    source: str = _f("judge", "reward R: judge (the reference model judges, 0..7), reward_model, or python (a function)")
+    source: str = _f("python", "reward R: judge (the reference model judges, 0..7), reward_model, or python (a function)")
     reward_model: str | None = _f(None, "for source=reward_model: a HF sequence-classification model folder or Hub id")
-    function: str | None = _f(None, "for source=python: 'package.module:function' with signature (queries, answers) -> rewards")
+    function: str | None = _f("lsp_mlx.rewards.heuristics:quality", "for source=python: 'package.module:function' with signature (queries, answers) -> rewards")
     judge_max_tokens: int = _f(96, "max tokens of a judgement")
     judge_temperature: float = _f(0.0, "judge sampling temperature (0: greedy, deterministic)")
+    judge_score_first: bool = _f(False, "start the judgement with <Score> so small models write the score first")
     normalize: bool = _f(True, "scale judge scores to [0, 1] (score / 7)")
 
 
@@ -243,6 +244,11 @@ def validate(config: Config) -> None:
         raise ConfigError(f"unknown reward source {r.source!r}{_nearest(r.source, REWARD_SOURCES)}")
     if r.source == "reward_model" and not r.reward_model:
         raise ConfigError("reward.source is reward_model but reward.reward_model is empty: set it to a model folder or Hub id")
+    if g.name == "lsp" and r.source == "judge":
+        raise ConfigError(
+            "game lsp adds the judge's self-reward R_Q to R, so with reward.source judge the Challenger's "
+            "reward -V+V_Q is always 0: use game lsp-zero with the judge, or reward.source reward_model/python with lsp"
+        )
     if r.source == "python" and (not r.function or ":" not in r.function):
         raise ConfigError("reward.source is python: set reward.function to 'package.module:function'")
 

@@ -1,0 +1,60 @@
+"""Reward sources, all with one signature:
+
+    reward(queries: list[str], answers: list[list[str]]) -> list[list[float]]
+
+one float per answer, grouped like ``answers``. `make_reward` builds the one a config names:
+``judge`` (the reference model judges, `lsp_mlx.rewards.judge`), ``reward_model`` (a Hugging
+Face sequence-classification model, scored by the backend), or ``python`` (a user function
+given as ``package.module:function``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from lsp_mlx.rewards.judge import Judge
+from lsp_mlx.rewards.python_fn import load_function
+
+if TYPE_CHECKING:
+    from lsp_mlx.backends.base import Backend
+    from lsp_mlx.config import Config
+
+RewardFn = Callable[[list[str], list[list[str]]], list[list[float]]]
+
+
+def make_judge(config: Config, backend: Backend) -> Judge:
+    r = config.reward
+    return Judge(
+        backend,
+        max_tokens=r.judge_max_tokens,
+        temperature=r.judge_temperature,
+        normalize=r.normalize,
+        score_first=r.judge_score_first,
+    )
+
+
+def make_reward(config: Config, backend: Backend) -> RewardFn:
+    source = config.reward.source
+    if source == "judge":
+        return make_judge(config, backend)
+    if source == "reward_model":
+        assert config.reward.reward_model
+        return backend.load_reward_model(config.reward.reward_model)
+    assert config.reward.function
+    return load_function(config.reward.function)
+
+
+def check_rewards(rewards: list[list[float]], answers: list[list[str]], source: str) -> list[list[float]]:
+    """Reject a reward function's output that does not match the groups (one clear line)."""
+    from lsp_mlx.errors import UserError
+
+    shape_ok = len(rewards) == len(answers) and all(
+        len(r) == len(a) for r, a in zip(rewards, answers)
+    )
+    if not shape_ok:
+        raise UserError(f"reward source {source!r} returned rewards shaped unlike the answers: return one float per answer, grouped per query")
+    try:
+        return [[float(x) for x in group] for group in rewards]
+    except (TypeError, ValueError):
+        raise UserError(f"reward source {source!r} returned a non-number: return floats") from None

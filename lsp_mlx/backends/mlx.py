@@ -1,0 +1,401 @@
+"""The MLX backend: one policy model (base + mlx-lm LoRA), its tokenizer and optimizer.
+
+Algorithm choices (ALGORITHMS.md §1 and §5):
+- Sampling goes through mlx-lm's `BatchGenerator` (continuous batching, its samplers).
+  The prompt of a query is prefilled once and its KV cache handed to all G samples.
+- Every log-probability used for the loss is recomputed teacher-forced with the prompt as
+  context, so it is the temperature-1 policy the loss assumes, whatever the sampler did.
+- The reference policy is the same model with every LoRA layer's ``scale`` set to 0: no
+  second copy of the weights.
+- The loss is ``sum_k w_k * -(exp(lp_k - sg(lp_k)) * A_k - beta * KL_k)`` with ``lp_k`` the
+  sequence log-prob of completion k; gradients of the micro-batches add up (the weights
+  ``w_k`` already hold the 1/(NG) and alpha_Ch/N factors), then one clipped AdamW step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import platform
+import resource
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from lsp_mlx.blas import preload
+
+_BLAS = preload()  # must run before mlx.core is imported
+
+import mlx.core as mx  # noqa: E402
+import mlx.nn as nn  # noqa: E402
+import mlx.optimizers as optim  # noqa: E402
+from mlx.utils import tree_flatten, tree_map, tree_unflatten  # noqa: E402
+from mlx_lm.generate import BatchGenerator  # noqa: E402
+from mlx_lm.models.cache import make_prompt_cache  # noqa: E402
+from mlx_lm.sample_utils import make_sampler  # noqa: E402
+from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
+from mlx_lm.utils import dequantize_model, load  # noqa: E402
+
+from lsp_mlx.backends.base import Completion, StepStats  # noqa: E402
+from lsp_mlx.config import Config  # noqa: E402
+from lsp_mlx.errors import UserError  # noqa: E402
+from lsp_mlx.models import resolve_model  # noqa: E402
+from lsp_mlx.records import PolicySample  # noqa: E402
+
+ADAPTER_FILE = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+OPTIMIZER_FILE = "optimizer.safetensors"
+PAD_MULTIPLE = 32  # pad sequence lengths to few distinct shapes (fewer allocations to cache)
+
+
+def token_logprobs(model: nn.Module, inputs: mx.array, targets: mx.array) -> mx.array:
+    """log pi(targets[t] | inputs[:t+1]) for every position: (B, L) from (B, L) ids."""
+    logits = model(inputs)
+    return -nn.losses.cross_entropy(logits.astype(mx.float32), targets, reduction="none")
+
+
+def policy_loss(
+    model: nn.Module,
+    inputs: mx.array,  # (B, L)
+    targets: mx.array,  # (B, L)
+    mask: mx.array,  # (B, L) 1 on completion tokens
+    advantages: mx.array,  # (B,)
+    weights: mx.array,  # (B,) 0 for padding rows
+    ref_logprobs: mx.array,  # (B, L) reference token log-probs, masked
+    beta: float,
+    k3: bool,
+) -> tuple[mx.array, tuple[mx.array, mx.array]]:
+    """The loss of ALGORITHMS.md §1 on one micro-batch; returns (loss, (per-sample KL, per-sample loss))."""
+    tok_lp = token_logprobs(model, inputs, targets) * mask
+    seq_lp = tok_lp.sum(axis=-1)
+    ratio = mx.exp(seq_lp - mx.stop_gradient(seq_lp))  # 1 in value, d ratio = d log pi
+    if k3:
+        r = (ref_logprobs - tok_lp) * mask
+        kl = ((mx.exp(r) - r - 1) * mask).sum(axis=-1)
+    else:
+        kl = seq_lp - ref_logprobs.sum(axis=-1)
+    per_sample = -(ratio * advantages - beta * kl)
+    return (weights * per_sample).sum(), (kl, per_sample)
+
+
+def _pad_to(n: int, multiple: int) -> int:
+    return max(multiple, int(math.ceil(n / multiple)) * multiple)
+
+
+def _batch_arrays(
+    pairs: list[tuple[list[int], list[int]]], rows: int
+) -> tuple[mx.array, mx.array, mx.array]:
+    """Right-padded (inputs, targets, completion mask) for prompt+completion pairs."""
+    longest = max(len(p) + len(c) - 1 for p, c in pairs)
+    length = _pad_to(longest, PAD_MULTIPLE)
+    inputs = [[0] * length for _ in range(rows)]
+    targets = [[0] * length for _ in range(rows)]
+    mask = [[0.0] * length for _ in range(rows)]
+    for i, (prompt, completion) in enumerate(pairs):
+        full = prompt + completion
+        inputs[i][: len(full) - 1] = full[:-1]
+        targets[i][: len(full) - 1] = full[1:]
+        for t in range(len(prompt) - 1, len(full) - 1):
+            mask[i][t] = 1.0
+    return mx.array(inputs), mx.array(targets), mx.array(mask)
+
+
+class MLXBackend:
+    name = "mlx"
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        resolved = resolve_model(config.model.path, config.model.dequantize)
+        self.model_path = resolved.path
+        self.base_model = config.model.base_model or resolved.base_model
+        try:
+            self.model, self.tokenizer = load(
+                str(resolved.path),
+                tokenizer_config={"trust_remote_code": config.model.trust_remote_code},
+            )
+        except FileNotFoundError as e:
+            raise UserError(f"cannot load model {config.model.path!r} ({e}): pass a model folder, a .gguf or a cached Hub id") from None
+        self.dequantized = False
+        if self._should_dequantize() and any(
+            isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in self.model.named_modules()
+        ):
+            self.model = dequantize_model(self.model)
+            self.dequantized = True
+        if sys.platform != "darwin" and not self._is_quantized():
+            # x86 CPUs have no fast bf16/fp16 matmul: run in fp32
+            self.model.set_dtype(mx.float32)
+        self.model.freeze()
+        lora = config.lora
+        self.num_layers = len(self.model.layers) if lora.num_layers == -1 else lora.num_layers
+        if self.num_layers > len(self.model.layers):
+            raise UserError(f"lora.num_layers is {lora.num_layers} but the model has {len(self.model.layers)} blocks: lower it or use -1")
+        self.lora_parameters = {"rank": lora.rank, "scale": lora.scale, "dropout": lora.dropout, "keys": lora.keys}
+        mx.random.seed(config.train.seed)  # the LoRA init depends on it
+        try:
+            linear_to_lora_layers(self.model, self.num_layers, dict(self.lora_parameters))
+        except (KeyError, ValueError) as e:
+            raise UserError(f"cannot apply LoRA with keys {lora.keys}: {e}; fix lora.keys") from None
+        self._lora_modules = [m for _, m in self.model.named_modules() if hasattr(m, "lora_a")]
+        if not self._lora_modules:
+            raise UserError(f"lora.keys {lora.keys} matched no layer: use module paths such as self_attn.q_proj")
+        self.model.train()
+        self.optimizer = optim.AdamW(
+            learning_rate=config.train.learning_rate, weight_decay=config.train.weight_decay
+        )
+        self.optimizer.init(self.model.trainable_parameters())
+        self._loss_and_grad = nn.value_and_grad(self.model, policy_loss)
+
+    # ------------------------------------------------------------------ facts
+    def _should_dequantize(self) -> bool:
+        if self.config.model.dequantize is not None:
+            return self.config.model.dequantize
+        return not (sys.platform == "darwin" and platform.machine() == "arm64")
+
+    def _is_quantized(self) -> bool:
+        return any(isinstance(m, nn.QuantizedLinear) for _, m in self.model.named_modules())
+
+    def info(self) -> dict[str, Any]:
+        total = sum(v.size for _, v in tree_flatten(self.model.parameters()))
+        trainable = sum(v.size for _, v in tree_flatten(self.model.trainable_parameters()))
+        dtype = next(iter(v.dtype for _, v in tree_flatten(self.model.parameters())))
+        return {
+            "backend": "mlx",
+            "device": str(mx.default_device()),
+            "dtype": "quantized" if self._is_quantized() else str(dtype).replace("mlx.core.", ""),
+            "blas": _BLAS,
+            "model": str(self.model_path),
+            "base_model": self.base_model,
+            "params": total,
+            "trainable_params": trainable,
+            "lora_layers": len(self._lora_modules),
+        }
+
+    # ------------------------------------------------------------------ text
+    @property
+    def eos_token_id(self) -> int:
+        return next(iter(self.tokenizer.eos_token_ids))
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        if self.tokenizer.chat_template is None:
+            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+            return self.tokenizer.encode(text)
+        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens)
+
+    # ------------------------------------------------------------- adapters
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """pi_ref: the base model, by zeroing every LoRA scale for the duration."""
+        scales = [m.scale for m in self._lora_modules]
+        for m in self._lora_modules:
+            m.scale = 0.0
+        try:
+            yield
+        finally:
+            for m, s in zip(self._lora_modules, scales):
+                m.scale = s
+
+    def _maybe_disabled(self, adapter: bool) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext() if adapter else self.adapter_disabled()
+
+    # ------------------------------------------------------------- sampling
+    def generate(
+        self,
+        prompts: list[list[int]],
+        n: int,
+        max_tokens: int,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        adapter: bool = True,
+    ) -> list[list[Completion]]:
+        self.model.eval()
+        sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
+        total = len(prompts) * n
+        gen = BatchGenerator(
+            self.model,
+            max_tokens=max_tokens,
+            stop_tokens=[[t] for t in self.tokenizer.eos_token_ids],
+            sampler=sampler,
+            completion_batch_size=max(total, 1),
+            prefill_batch_size=max(total, 1),
+        )
+        owners: dict[int, tuple[int, int]] = {}
+        tokens: dict[int, list[int]] = {}
+        logprobs: dict[int, list[mx.array]] = {}
+        finish: dict[int, str] = {}
+        try:
+            with self._maybe_disabled(adapter):
+                for i, prompt in enumerate(prompts):
+                    caches = self._shared_prefill(prompt, n)
+                    uids = gen.insert([prompt[-1:] if caches else prompt] * n, caches=caches)
+                    for j, uid in enumerate(uids):
+                        owners[uid] = (i, j)
+                        tokens[uid], logprobs[uid] = [], []
+                while responses := gen.next_generated():
+                    for r in responses:
+                        if r.finish_reason != "stop":
+                            tokens[r.uid].append(r.token)
+                            logprobs[r.uid].append(r.logprobs[r.token])
+                        if r.finish_reason is not None:
+                            finish[r.uid] = r.finish_reason
+        finally:
+            gen.close()
+            self.model.train()
+        flat_lp = [mx.stack(v) if v else mx.zeros((0,)) for v in logprobs.values()]
+        mx.eval(flat_lp)
+        lp_by_uid = dict(zip(logprobs.keys(), flat_lp))
+        out: list[list[Completion]] = [[None] * n for _ in prompts]  # type: ignore[list-item]
+        for uid, (i, j) in owners.items():
+            toks = tokens[uid]
+            out[i][j] = Completion(
+                tokens=toks,
+                text=self.tokenizer.decode(toks),
+                logprobs=lp_by_uid[uid].tolist(),
+                finish_reason=finish.get(uid, "length"),
+            )
+        return out
+
+    def _shared_prefill(self, prompt: list[int], n: int) -> list[list[Any]] | None:
+        """Run the prompt (all but its last token) once; the n samples share the KV cache.
+
+        BatchGenerator merges the per-sequence caches into a batch cache by copying, so
+        handing the same cache object to the n sequences is safe.
+        """
+        if len(prompt) < 2 or n < 2:
+            return None
+        cache = make_prompt_cache(self.model)
+        self.model(mx.array(prompt[:-1])[None], cache=cache)
+        mx.eval([c.state for c in cache])
+        return [cache] * n
+
+    # -------------------------------------------------------------- scoring
+    def _micro_batches(self, items: list[Any]) -> Iterator[list[Any]]:
+        size = self.config.train.micro_batch_size
+        for start in range(0, len(items), size):
+            yield items[start : start + size]
+
+    def sequence_logprobs(
+        self, pairs: list[tuple[list[int], list[int]]], adapter: bool = True
+    ) -> list[float]:
+        out: list[float] = []
+        self.model.eval()
+        try:
+            with self._maybe_disabled(adapter):
+                for chunk in self._micro_batches(pairs):
+                    rows = self.config.train.micro_batch_size
+                    inputs, targets, mask = _batch_arrays(chunk, rows)
+                    seq = (token_logprobs(self.model, inputs, targets) * mask).sum(axis=-1)
+                    out.extend(seq.tolist()[: len(chunk)])
+        finally:
+            self.model.train()
+        return out
+
+    # ------------------------------------------------------------- training
+    def train_step(
+        self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"
+    ) -> StepStats:
+        if not samples:
+            return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
+        rows = self.config.train.micro_batch_size
+        grads_acc = None
+        loss_total = mx.array(0.0)
+        kls: list[float] = []
+        per_role: dict[str, dict[str, float]] = {}
+        for chunk in self._micro_batches(samples):
+            pairs = [(s.prompt, s.completion) for s in chunk]
+            inputs, targets, mask = _batch_arrays(pairs, rows)
+            pad = rows - len(chunk)
+            adv = mx.array([s.advantage for s in chunk] + [0.0] * pad)
+            w = mx.array([s.weight for s in chunk] + [0.0] * pad)
+            with self.adapter_disabled():
+                ref = mx.stop_gradient(token_logprobs(self.model, inputs, targets) * mask)
+            (loss, (kl, per_sample)), grads = self._loss_and_grad(
+                self.model, inputs, targets, mask, adv, w, ref, beta, kl_estimator == "k3"
+            )
+            grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
+            loss_total = loss_total + loss
+            mx.eval(loss_total, grads_acc, kl, per_sample)
+            for s, k, ps in zip(chunk, kl.tolist(), per_sample.tolist()):
+                kls.append(k)
+                role = per_role.setdefault(s.role, {"loss": 0.0, "kl": 0.0, "n": 0.0})
+                role["loss"] += s.weight * ps
+                role["kl"] += k
+                role["n"] += 1
+        grad_norm = mx.sqrt(sum(mx.sum(g * g) for _, g in tree_flatten(grads_acc)))
+        if self.config.train.max_grad_norm > 0:
+            grads_acc, grad_norm = optim.clip_grad_norm(grads_acc, self.config.train.max_grad_norm)
+        self.optimizer.update(self.model, grads_acc)
+        mx.eval(self.model.trainable_parameters(), self.optimizer.state, grad_norm)
+        for role in per_role.values():
+            role["kl"] /= max(role.pop("n"), 1.0)
+        return StepStats(
+            loss=loss_total.item(),
+            kl=sum(kls) / len(kls),
+            grad_norm=grad_norm.item(),
+            tokens=sum(len(s.completion) for s in samples),
+            per_role=per_role,
+        )
+
+    # ---------------------------------------------------------------- state
+    def adapter_config(self) -> dict[str, Any]:
+        return {
+            "fine_tune_type": "lora",
+            "num_layers": self.num_layers,
+            "lora_parameters": dict(self.lora_parameters),
+            "model": str(self.model_path),
+            "base_model": self.base_model,
+        }
+
+    def save_adapter(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        weights = dict(tree_flatten(self.model.trainable_parameters()))
+        mx.save_safetensors(str(folder / ADAPTER_FILE), weights)
+        (folder / ADAPTER_CONFIG).write_text(json.dumps(self.adapter_config(), indent=2))
+
+    def load_adapter(self, folder: Path) -> None:
+        path = Path(folder) / ADAPTER_FILE
+        if not path.is_file():
+            raise UserError(f"no {ADAPTER_FILE} in {folder}: pass a checkpoint or adapter folder")
+        weights = mx.load(str(path))
+        expected = set(dict(tree_flatten(self.model.trainable_parameters())))
+        if set(weights) != expected:
+            raise UserError(f"adapter in {folder} does not fit this model/LoRA config (rank, layers or keys differ): use the run's own config")
+        self.model.load_weights(list(weights.items()), strict=False)
+        mx.eval(self.model.trainable_parameters())
+
+    def save_state(self, folder: Path) -> None:
+        state = dict(tree_flatten(self.optimizer.state))
+        mx.save_safetensors(str(Path(folder) / OPTIMIZER_FILE), state)
+
+    def load_state(self, folder: Path) -> None:
+        path = Path(folder) / OPTIMIZER_FILE
+        if path.is_file():
+            self.optimizer.state = tree_unflatten(list(mx.load(str(path)).items()))
+            mx.eval(self.optimizer.state)
+
+    def seed(self, seed: int) -> None:
+        mx.random.seed(seed)
+
+    def peak_memory_gb(self) -> float:
+        """MLX's own peak allocation; the process RSS peak where MLX reports none."""
+        peak = mx.get_peak_memory() / 1e9
+        if peak > 0:
+            return peak
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return rss / 1e9 if sys.platform == "darwin" else rss / 1e6  # bytes on macOS, KiB on Linux
+
+    def reset_peak_memory(self) -> None:
+        mx.reset_peak_memory()
+
+    def load_reward_model(self, spec: str) -> Any:
+        from lsp_mlx.backends.mlx_reward_model import MLXRewardModel
+
+        return MLXRewardModel(spec, micro_batch_size=self.config.train.micro_batch_size)
