@@ -89,12 +89,35 @@ class TrainConfig:
 
 
 @dataclass
+class SQLMConfig:
+    verifier: str = _f("arithmetic", "game sqlm: what the problems are: arithmetic (a final number) or code (Python with the Proposer's assert tests, run in a sandbox)")
+    solver_reward: str = _f("majority", "game sqlm, arithmetic: majority (1 for agreeing with the group's majority, the paper) or exact (1 for the true value of the problem's arithmetic)")
+    proposer_reward: str = _f("band", "game sqlm: band (1 if 0 < agree < n, the paper), band-official (also agree >= 2), r-zero (1-2|p-1/2| minus a near-duplicate penalty) or absolute-zero (1 - solve rate)")
+    proposer_every: int = _f(5, "game sqlm: update the Proposer every K iterations (paper: 5); the Solver every iteration")
+    repetition_penalty: float = _f(1.0, "game sqlm, r-zero: weight lambda of the near-duplicate penalty |C|/B")
+    duplicate_threshold: float = _f(0.5, "game sqlm: word-bigram Jaccard similarity at which two problems count as near-duplicates")
+    normalize_std: bool = _f(True, "game sqlm: divide group-centred advantages by the group std (GRPO, the paper); false: centring only")
+    sandbox_timeout: float = _f(5.0, "game sqlm, code: wall-clock seconds per program run")
+    sandbox_memory_mb: int = _f(512, "game sqlm, code: address-space limit per program run")
+
+
+@dataclass
+class SPINConfig:
+    data: str = _f("examples/spin_pairs.jsonl", "game spin: JSONL file of {prompt, response} pairs (the SFT data)")
+    beta: float = _f(0.1, "game spin: lambda of the SPIN loss (called beta in the official code; paper: 0.1)")
+    pairs_per_iteration: int = _f(8, "game spin: (prompt, response) pairs per iteration")
+    max_tokens: int = _f(128, "game spin: max tokens of the opponent's response y'")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     game: GameConfig = field(default_factory=GameConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    sqlm: SQLMConfig = field(default_factory=SQLMConfig)
+    spin: SPINConfig = field(default_factory=SPINConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -238,6 +261,7 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    _validate_selfplay(config)
     if t.backend not in BACKENDS:
         raise ConfigError(f"unknown backend {t.backend!r}{_nearest(t.backend, BACKENDS)}")
     if r.source not in REWARD_SOURCES:
@@ -266,3 +290,27 @@ def help_text() -> str:
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             lines.append(f"  {f.name}: {default!r}  # {f.metadata.get('help', '')}")
     return "\n".join(lines)
+
+
+def _validate_selfplay(config: Config) -> None:
+    """The sqlm and spin sections (checked whatever the game, so a preset never hides a typo)."""
+    q, s = config.sqlm, config.spin
+    checks = [
+        (q.verifier in ("arithmetic", "code"), f"sqlm.verifier must be arithmetic or code, got {q.verifier!r}"),
+        (q.solver_reward in ("majority", "exact"), f"sqlm.solver_reward must be majority or exact, got {q.solver_reward!r}"),
+        (q.proposer_reward in ("band", "band-official", "r-zero", "absolute-zero"),
+         f"sqlm.proposer_reward must be band, band-official, r-zero or absolute-zero, got {q.proposer_reward!r}"),
+        (q.proposer_every >= 1, f"sqlm.proposer_every must be >= 1, got {q.proposer_every}"),
+        (q.repetition_penalty >= 0, f"sqlm.repetition_penalty must be >= 0, got {q.repetition_penalty}"),
+        (0 < q.duplicate_threshold <= 1, f"sqlm.duplicate_threshold must be in (0, 1], got {q.duplicate_threshold}"),
+        (q.sandbox_timeout > 0, f"sqlm.sandbox_timeout must be > 0 seconds, got {q.sandbox_timeout}"),
+        (q.sandbox_memory_mb >= 64, f"sqlm.sandbox_memory_mb must be >= 64 (Python needs it to start), got {q.sandbox_memory_mb}"),
+        (not (q.verifier == "code" and q.solver_reward == "exact"),
+         "sqlm.solver_reward exact needs sqlm.verifier arithmetic (code is scored by its tests): set solver_reward: majority"),
+        (s.beta > 0, f"spin.beta (lambda) must be > 0, got {s.beta}"),
+        (s.pairs_per_iteration >= 1, f"spin.pairs_per_iteration must be >= 1, got {s.pairs_per_iteration}"),
+        (s.max_tokens >= 1, f"spin.max_tokens must be >= 1, got {s.max_tokens}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
