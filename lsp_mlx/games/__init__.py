@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 GAMES: dict[str, str] = {
     "lsp": "lsp_mlx.games.lsp:make_lsp",
     "lsp-zero": "lsp_mlx.games.lsp:make_lsp",
+    "sqlm": "lsp_mlx.games.sqlm:make_sqlm",
+    "spin": "lsp_mlx.games.spin:make_spin",
 }
 
 
