@@ -1,0 +1,358 @@
+"""The Textual dashboard: polls a run's events at a bounded rate, draws them, sends controls.
+
+Rates: `DashboardApp.tick` runs every ``poll_interval`` seconds (default 0.25, i.e. 4 Hz),
+reads every event written since the last tick, folds them into one `RunState` and redraws
+once, so the redraw rate never depends on how fast the trainer writes. Controls go through
+the run folder's control channel (`lsp_mlx.control`), which works the same for a trainer
+this app started and for one it only attached to.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, Vertical
+from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Static
+
+from .format import duration
+from .screens import ConfirmScreen, GameScreen, HelpScreen
+from .source import AttachedRun, LaunchedRun, RunSource
+from .start import StartScreen, find_presets, find_runs, preset_dirs
+from .state import RunState
+from .widgets import PLOTS, TILES, GamesTable, LogPane, MetricPlot, MetricRow, RunPanel
+
+VIEWS = {"dashboard": "Dashboard", "plots": "Plots", "games": "Games", "log": "Log"}
+PROCESS_CHECK_SECONDS = 2.0  # how often an attached run's trainer pid is checked
+
+
+class DashboardApp(App[int]):
+    """``lsp-mlx tui``. ``source`` None opens the start screen (presets and recent runs)."""
+
+    CSS_PATH = "dashboard.tcss"
+    TITLE = "lsp-mlx"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS = [
+        Binding("d", "view('dashboard')", "Dash"),
+        Binding("o", "view('plots')", "Plots"),
+        Binding("g", "view('games')", "Games"),
+        Binding("l", "view('log')", "Log"),
+        Binding("1", "view('dashboard')", show=False),
+        Binding("2", "view('plots')", show=False),
+        Binding("3", "view('games')", show=False),
+        Binding("4", "view('log')", show=False),
+        Binding("p", "pause", "Pause"),
+        Binding("c", "checkpoint", "Ckpt"),
+        Binding("s", "stop", "Stop"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        source: RunSource | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = 0.25,
+        stop_timeout: float = 120.0,
+        config_label: str | None = None,
+        launcher: Callable[[Path], LaunchedRun] | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.clock = clock  # injectable: snapshot tests pass a fixed clock
+        self.poll_interval = poll_interval
+        self.stop_timeout = stop_timeout
+        self.config_label = config_label
+        self.launcher = launcher
+        self.state = RunState()
+        self.view = "dashboard"
+        self.redraws = 0  # ticks that changed something on screen (tests check the rate)
+        self._drawn: tuple[object, ...] | None = None
+        self._exit_seen = False
+        self._next_pid_check = 0.0
+        self._stopping = False
+        self._stop_stage = 0
+        self._stop_deadline = 0.0
+
+    # ------------------------------------------------------------------ layout
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static(id="error-banner")
+        with ContentSwitcher(initial="dashboard", id="views"):
+            with Vertical(id="dashboard"):
+                with Horizontal(id="top"):
+                    yield RunPanel(self.config_label, id="run-panel")
+                    with Vertical(id="tiles"):
+                        for label, key in TILES:
+                            yield MetricRow(label, key)
+                yield GamesTable(compact=True, id="recent-games")
+                yield LogPane(levels={"warning", "error", "tui"}, id="problems")
+            with Grid(id="plots"):
+                for plot_id, title, series in PLOTS:
+                    yield MetricPlot(title, series, id=plot_id)
+            yield GamesTable(id="games")
+            yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#run-panel").border_title = "Run"
+        self.query_one("#tiles").border_title = "Metrics (latest, history)"
+        self.query_one("#recent-games").border_title = "Games (Enter: open)"
+        self.query_one("#problems").border_title = "Warnings and errors"
+        self.query_one("#recent-games").focus()
+        if self.source is None:
+            presets = find_presets(preset_dirs())
+            self.push_screen(
+                StartScreen(presets, find_runs(presets), now=self.clock()), self._picked
+            )
+        else:
+            self._begin()
+        self.set_interval(self.poll_interval, self.tick)
+
+    def _picked(self, choice: tuple[str, Path] | None) -> None:
+        if choice is None:
+            return
+        kind, path = choice
+        if kind == "config" and self.launcher is not None:
+            try:
+                self.source = self.launcher(path)
+            except Exception as e:  # a preset that does not load: say why, stay usable
+                self.notify(str(e), severity="error", timeout=10)
+                self.exit(2)
+                return
+            self.config_label = str(path)
+            self.query_one(RunPanel).config_label = str(path)
+        else:
+            self.source = AttachedRun(path)
+        self._begin()
+
+    def _begin(self) -> None:
+        assert self.source is not None
+        self.title = f"lsp-mlx · {self.source.run_dir}"
+        if isinstance(self.source, LaunchedRun) and self.source.process is None:
+            try:
+                self.source.start()
+            except OSError as e:
+                self.state.mark_lost(f"could not start the trainer: {e}", [], status="error")
+            else:
+                self.state.note(
+                    "tui", "started: " + " ".join(self.source.command[1:]), self.clock()
+                )
+        self.tick()
+
+    # ------------------------------------------------------------------ the loop
+    def tick(self) -> None:
+        """Read new events, notice a dead trainer, drive a pending quit, then redraw once."""
+        if self.source is None:
+            return
+        self.state.apply_all(self.source.poll())
+        self._check_process()
+        if self._stopping:
+            self._drive_stop()
+        self.redraw()
+
+    def redraw(self) -> None:
+        now = self.clock()
+        key = (self.state.version, self.view, int(now), self._stopping)
+        if key == self._drawn:
+            return
+        self._drawn = key
+        self.redraws += 1
+        state = self.state
+        self.query_one(RunPanel).update_from(state, now)
+        for row in self.query(MetricRow):
+            row.update_from(state)
+        for plot in self.query(MetricPlot):
+            plot.update_from(state)
+        for table in self.query(GamesTable):
+            table.update_from(state)
+        for pane in self.query(LogPane):
+            pane.update_from(state)
+        self._update_banner()
+        progress = f"it {state.iteration or 0}/{state.total or '?'}"
+        status = "stopping, waiting for the checkpoint" if self._stopping else state.status
+        self.sub_title = f"{VIEWS[self.view]} · {status} · {progress}"
+        self.refresh_bindings()
+
+    def _update_banner(self) -> None:
+        banner = self.query_one("#error-banner", Static)
+        if self.state.status not in ("error", "lost"):
+            banner.display = False
+            return
+        text = Text(f" Trainer failed: {self.state.error or 'unknown error'}", style="bold")
+        for line in self.state.traceback[-6:]:
+            text.append("\n  " + line)
+        text.append(
+            "\n All data so far stays on screen; the full traceback is in the log (l).",
+            style="italic",
+        )
+        banner.update(text)
+        banner.display = True
+
+    def _check_process(self) -> None:
+        source, state = self.source, self.state
+        if source is None:
+            return
+        if isinstance(source, LaunchedRun):
+            code = source.returncode
+            if code is None or self._exit_seen:
+                return
+            self._exit_seen = True
+            state.apply_all(source.poll())  # the last events may have landed just before it exited
+            if not state.ended:
+                status = "stopped" if self._stopping and code == 0 else "error"
+                state.mark_lost(
+                    f"the trainer exited with code {code} before its run ended",
+                    source.crash_lines(),
+                    when=state.last_time,
+                    status=status,
+                )
+            state.note("tui", f"trainer process exited with code {code}", state.last_time)
+            return
+        now = time.monotonic()
+        if not state.live or now < self._next_pid_check:
+            return
+        self._next_pid_check = now + PROCESS_CHECK_SECONDS
+        if source.process_alive(state.info) is False:
+            state.apply_all(source.poll())
+            if state.live:
+                pid = state.info.get("pid")
+                state.mark_lost(
+                    f"the trainer (pid {pid}) is gone and wrote no run_end", source.crash_lines()
+                )
+
+    # ------------------------------------------------------------------ controls
+    def _trainer_alive(self) -> bool:
+        if isinstance(self.source, LaunchedRun):
+            return self.source.returncode is None and self.source.process is not None
+        return self.state.live
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("pause", "checkpoint", "stop"):
+            return True if self.source is not None and self._trainer_alive() else None
+        return True
+
+    def _send(self, command: str) -> None:
+        if self.source is None or not self._trainer_alive():
+            self.notify("The trainer is not running.", severity="warning")
+            return
+        path = self.source.send(command)
+        self.state.note(
+            "tui", f"sent {command!r} ({path.parent.name}/{path.name})", self.state.last_time
+        )
+        self.notify(f"Sent {command} to the trainer.")
+        self.redraw()
+
+    def action_pause(self) -> None:
+        self._send("resume" if self.state.status == "paused" else "pause")
+
+    def action_checkpoint(self) -> None:
+        self._send("checkpoint")
+
+    def action_stop(self) -> None:
+        if not self._trainer_alive():
+            self.notify("The trainer is not running.", severity="warning")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._send("stop")
+                self._signal_if_starting()
+
+        self.push_screen(
+            ConfirmScreen("Stop training? The trainer saves a checkpoint and exits.", yes="Stop"),
+            answered,
+        )
+
+    def _signal_if_starting(self) -> None:
+        # Before run_start the trainer may not poll (or may clear) the control folder yet;
+        # a signal reaches it either way, and SIGTERM also means "stop with a checkpoint".
+        if isinstance(self.source, LaunchedRun) and self.state.status == "waiting":
+            self.source.signal(signal.SIGTERM)
+
+    def action_view(self, view: str) -> None:
+        self.view = view
+        self.query_one("#views", ContentSwitcher).current = view
+        focus = {"dashboard": "#recent-games", "games": "#games", "log": "#log"}.get(view)
+        if focus:
+            self.query_one(focus).focus()
+        self.redraw()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if self._stopping:
+            self._escalate()
+            return
+        if isinstance(self.source, LaunchedRun) and self._trainer_alive():
+            self.push_screen(
+                ConfirmScreen(
+                    "Training is still running. Stop it (it saves a checkpoint) and quit?",
+                    yes="Stop and quit",
+                ),
+                self._quit_confirmed,
+            )
+        elif self.source is not None and self._trainer_alive():
+            self.push_screen(
+                ConfirmScreen(
+                    "The run keeps training after the dashboard closes. Quit the dashboard?",
+                    yes="Quit",
+                ),
+                lambda yes: self.exit(0) if yes else None,
+            )
+        else:
+            self.exit(self._exit_code())
+
+    def _quit_confirmed(self, yes: bool | None) -> None:
+        if not yes:
+            return
+        self._send("stop")
+        self._signal_if_starting()
+        self._stopping = True
+        self._stop_stage = 0
+        self._stop_deadline = time.monotonic() + self.stop_timeout
+        self.state.note(
+            "tui", f"waiting up to {duration(self.stop_timeout)} for the final checkpoint"
+        )
+        self.redraw()
+
+    def _drive_stop(self) -> None:
+        if not self._trainer_alive():
+            self.exit(self._exit_code())
+        elif time.monotonic() > self._stop_deadline:
+            self._escalate()
+
+    def _escalate(self) -> None:
+        """Stop did not finish in time (or the user insisted): SIGTERM, then SIGKILL, then leave."""
+        assert isinstance(self.source, LaunchedRun)
+        steps = [(signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)]
+        if self._stop_stage >= len(steps):
+            self.exit(1)
+            return
+        sig, wait = steps[self._stop_stage]
+        self._stop_stage += 1
+        self._stop_deadline = time.monotonic() + wait
+        self.source.signal(sig)
+        self.state.note(
+            "tui", f"sent {signal.Signals(sig).name} to the trainer", self.state.last_time
+        )
+
+    def _exit_code(self) -> int:
+        return (
+            1
+            if isinstance(self.source, LaunchedRun) and self.state.status in ("error", "lost")
+            else 0
+        )
+
+    # ------------------------------------------------------------------ games
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if isinstance(event.data_table, GamesTable) and event.row_key.value is not None:
+            self.push_screen(GameScreen(self.state.game, int(event.row_key.value)))
