@@ -67,7 +67,7 @@ class RewardConfig:
     function: str | None = _f("lsp_mlx.rewards.heuristics:quality", "for source=python: 'package.module:function' with signature (queries, answers) -> rewards")
     judge_max_tokens: int = _f(96, "max tokens of a judgement")
     judge_temperature: float = _f(0.0, "judge sampling temperature (0: greedy, deterministic)")
-    judge_score_first: bool = _f(False, "start the judgement with <Score> so small models write the score first")
+    judge_mode: str = _f("generate", "generate (justification, then <Score>k</Score>), score_first (the judgement starts with <Score>), or expected (mean of k under the judge's distribution over 0..7: no sampling)")
     normalize: bool = _f(True, "scale judge scores to [0, 1] (score / 7)")
 
 
@@ -266,6 +266,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"unknown backend {t.backend!r}{_nearest(t.backend, BACKENDS)}")
     if r.source not in REWARD_SOURCES:
         raise ConfigError(f"unknown reward source {r.source!r}{_nearest(r.source, REWARD_SOURCES)}")
+    if r.judge_mode not in ("generate", "score_first", "expected"):
+        raise ConfigError(f"unknown reward.judge_mode {r.judge_mode!r}{_nearest(r.judge_mode, ('generate', 'score_first', 'expected'))}")
     if r.source == "reward_model" and not r.reward_model:
         raise ConfigError("reward.source is reward_model but reward.reward_model is empty: set it to a model folder or Hub id")
     if g.name == "lsp" and r.source == "judge":

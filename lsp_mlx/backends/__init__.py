@@ -20,9 +20,9 @@ def get_backend(config: Config) -> Backend:
         return MLXBackend(config)
     if name == "torch":
         try:
+            import peft  # noqa: F401
             import torch  # noqa: F401
             import transformers  # noqa: F401
-            import peft  # noqa: F401
         except ImportError:
             raise UserError(
                 "--backend torch needs PyTorch, transformers and peft: run pip install 'lsp-mlx[torch]'"

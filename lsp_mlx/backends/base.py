@@ -78,6 +78,12 @@ class Backend(Protocol):
         """Teacher-forced ``log pi(completion | prompt)`` (summed over completion tokens)."""
         ...
 
+    def next_token_logprobs(
+        self, prompts: list[list[int]], token_ids: list[int], adapter: bool = True
+    ) -> list[list[float]]:
+        """``log p(t | prompt)`` for each ``t`` in ``token_ids``, at the position after each prompt."""
+        ...
+
     # --- training ---
     def train_step(self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1") -> StepStats:
         """One optimizer step on the loss of ALGORITHMS.md §1 (see `PolicySample`)."""

@@ -297,6 +297,34 @@ class MLXBackend:
             self.model.train()
         return out
 
+    def next_token_logprobs(
+        self, prompts: list[list[int]], token_ids: list[int], adapter: bool = True
+    ) -> list[list[float]]:
+        """log p(t | prompt) of each token id in ``token_ids`` at the position after each prompt."""
+        out: list[list[float]] = []
+        ids = mx.array(token_ids)
+        self.model.eval()
+        try:
+            with self._maybe_disabled(adapter):
+                for chunk in self._micro_batches(prompts):
+                    rows = len(chunk)
+                    length = _pad_to(max(len(p) for p in chunk), PAD_MULTIPLE)
+                    inputs = mx.array([p + [0] * (length - len(p)) for p in chunk])
+                    last = mx.array([len(p) - 1 for p in chunk])
+                    hidden = self.model.model(inputs)  # (B, L, D)
+                    h_last = hidden[mx.arange(rows), last]  # (B, D)
+                    logits = self._lm_head(h_last).astype(mx.float32)
+                    lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+                    out.extend(lp[:, ids].tolist())
+        finally:
+            self.model.train()
+        return out
+
+    def _lm_head(self, hidden: mx.array) -> mx.array:
+        if getattr(self.model, "lm_head", None) is not None and "lm_head" in self.model:
+            return self.model.lm_head(hidden)
+        return self.model.model.embed_tokens.as_linear(hidden)
+
     # ------------------------------------------------------------- training
     def train_step(
         self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"

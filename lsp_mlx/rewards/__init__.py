@@ -30,7 +30,7 @@ def make_judge(config: Config, backend: Backend) -> Judge:
         max_tokens=r.judge_max_tokens,
         temperature=r.judge_temperature,
         normalize=r.normalize,
-        score_first=r.judge_score_first,
+        mode=r.judge_mode,
     )
 
 

@@ -13,10 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from lsp_mlx.rewards.groups import regroup
+
 if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend
 
 MAX_SCORE = 7
+JUDGE_MODES = ("generate", "score_first", "expected")
 
 JUDGE_PROMPT = """Review the user's question and the assistant's response below, and score the exchange with this additive 7-point rubric. Add one point for each criterion that holds:
 1. The user's task is clearly identifiable.
@@ -74,15 +77,21 @@ class Judge:
         max_tokens: int = 96,
         temperature: float = 0.0,
         normalize: bool = True,
-        score_first: bool = False,
+        mode: str = "generate",
     ) -> None:
         self.backend = backend
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.normalize = normalize
-        # Small models rarely get to a score after a justification; starting the judgement
-        # with the tag makes the score the first thing they write.
-        self.score_first = score_first
+        # "generate": the paper's form, justification then <Score>k</Score>.
+        # "score_first": the judgement starts with the tag, so a small model writes the score
+        # first instead of wandering off. "expected": no sampling at all: the score is the
+        # expectation of k under the judge's next-token distribution over the digits 0..7
+        # after "<Score>" (renormalised); always parseable, and smooth in the answer.
+        if mode not in JUDGE_MODES:
+            raise ValueError(f"unknown judge mode {mode!r}")
+        self.mode = mode
+        self.score_first = mode in ("score_first", "expected")
         self.stats = JudgeStats()
 
     def prompt(self, query: str, answer: str) -> list[int]:
@@ -93,8 +102,26 @@ class Judge:
             tokens = tokens + self.backend.encode("<Score>")
         return tokens
 
+    def _expected_scores(self, prompts: list[list[int]]) -> list[float]:
+        import math
+
+        digits = [self.backend.encode(str(k)) for k in range(MAX_SCORE + 1)]
+        if any(len(d) != 1 for d in digits):
+            raise ValueError("judge mode 'expected' needs single-token digits in the tokenizer")
+        rows = self.backend.next_token_logprobs(prompts, [d[0] for d in digits], adapter=False)
+        scores = []
+        for lps in rows:
+            ps = [math.exp(x) for x in lps]
+            z = sum(ps) or 1.0
+            scores.append(sum(k * p for k, p in enumerate(ps)) / z)
+        return scores
+
     def __call__(self, queries: list[str], answers: list[list[str]]) -> list[list[float]]:
         prompts = [self.prompt(q, a) for q, group in zip(queries, answers) for a in group]
+        if self.mode == "expected":
+            self.stats = JudgeStats(judged=len(prompts))
+            raw = self._expected_scores(prompts)
+            return regroup([s / MAX_SCORE if self.normalize else s for s in raw], answers)
         outs = self.backend.generate(
             prompts, n=1, max_tokens=self.max_tokens, temperature=self.temperature, adapter=False
         )
@@ -110,8 +137,4 @@ class Judge:
             if len(self.stats.examples) < 2:
                 self.stats.examples.append(text[:200])
             flat.append(score / MAX_SCORE if self.normalize else float(score))
-        out, k = [], 0
-        for group in answers:
-            out.append(flat[k : k + len(group)])
-            k += len(group)
-        return out
+        return regroup(flat, answers)
