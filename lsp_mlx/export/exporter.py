@@ -1,0 +1,222 @@
+"""``export_adapter``: one run's adapter -> a folder that mlx-lm, PEFT and the Hub all read.
+
+The folder holds the adapter twice (mlx-lm ``adapters.safetensors``, PEFT
+``adapter_model.safetensors``) with one ``adapter_config.json`` carrying both libraries'
+fields, the model card with its curves PNG, and with ``fuse`` a ``fused/`` full model.
+It is built in a hidden sibling folder and renamed into place, so ``OUT`` is always either
+the previous export or the complete new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lsp_mlx import __version__
+from lsp_mlx.errors import UserError
+from lsp_mlx.export.card import CardInfo, base_license, render_card
+from lsp_mlx.export.history import CURVES_FILE, plot_curves, read_history
+from lsp_mlx.export.peft import write_peft_adapter
+from lsp_mlx.export.source import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    AdapterSource,
+    locate_base_model,
+    resolve_source,
+)
+
+FUSED_DIR = "fused"
+MARKER_KEY = "lsp_mlx"  # in adapter_config.json: marks a folder as ours (safe to replace)
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    source: AdapterSource
+    files: list[Path]  # relative to out_dir
+    base_ref: str
+    license: str
+    fused: bool
+    dequantized: bool
+    warnings: list[str]
+
+
+def _check_out_dir(out: Path, source: AdapterSource) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file: pass a folder path")
+    try:
+        out.resolve().relative_to(source.root.resolve())
+        inside = True
+    except ValueError:
+        inside = False
+    if inside or out.resolve() == source.adapter_dir.resolve():
+        raise UserError(f"--out {out} is inside the source {source.root}: pass a folder outside it")
+    entries = [p for p in out.iterdir()]
+    if not entries:
+        return
+    try:
+        ours = MARKER_KEY in json.loads((out / ADAPTER_CONFIG).read_text())
+    except (OSError, ValueError, TypeError):
+        ours = False
+    if not ours:
+        raise UserError(
+            f"--out {out} exists and is not an lsp-mlx export: pass a new or empty folder"
+        )
+
+
+def _approximate_base(model_dir: Path | None) -> str | None:
+    """Why the public base weights differ a little from the ones the adapter was trained over."""
+    if model_dir is None or not model_dir.is_dir():
+        return None
+    if (model_dir / "lsp_mlx_source.json").is_file():
+        return (
+            "the adapter was trained over weights converted from a quantized GGUF file; over the "
+            "full-precision base its effect is close to, not identical with, the training-time model"
+        )
+    try:
+        config = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if "quantization" in config or "quantization_config" in config:
+        return "the adapter was trained over a quantized copy of the base; over full precision its effect is close, not identical"
+    return None
+
+
+def _mlx_config(source: AdapterSource, base_ref: str) -> dict[str, Any]:
+    cfg = source.adapter_config
+    if cfg.get("fine_tune_type", "lora") != "lora":
+        raise UserError(
+            f"the adapter is fine_tune_type {cfg.get('fine_tune_type')!r}: only plain LoRA exports to PEFT; "
+            "use mlx_lm fuse for other kinds"
+        )
+    for key in ("num_layers", "lora_parameters"):
+        if key not in cfg:
+            raise UserError(
+                f"{source.adapter_dir / ADAPTER_CONFIG} has no {key!r}: it is not an mlx-lm adapter config"
+            )
+    # no "model": that is a path on the training machine, meaningless (and private) elsewhere
+    return {
+        "fine_tune_type": "lora",
+        "num_layers": cfg["num_layers"],
+        "lora_parameters": cfg["lora_parameters"],
+        "base_model": base_ref,
+    }
+
+
+def export_adapter(
+    path: str | Path,
+    out: str | Path,
+    *,
+    checkpoint: int | None = None,
+    fuse: bool = False,
+    base_model: str | None = None,
+    model: str | None = None,
+    repo_id: str | None = None,
+) -> ExportResult:
+    """Export the adapter of a run (or an adapter folder) at ``path`` into ``out``.
+
+    ``base_model`` overrides the recorded Hub id of the base, ``model`` the local base folder
+    (both are needed only when the run did not record them).
+    """
+    source = resolve_source(path, checkpoint)
+    out = Path(out).expanduser()
+    _check_out_dir(out, source)
+    warnings: list[str] = []
+    located = locate_base_model(source, model)
+    model_dir = located if isinstance(located, Path) else None
+    base_id = base_model or source.base_model
+    if base_id and Path(base_id).expanduser().is_dir():
+        base_id = None  # a local path is not a Hub id
+    base_ref = base_id or str(located)
+    if base_id is None:
+        warnings.append(
+            f"the base model has no Hub id (using the local path {base_ref} in the PEFT config): "
+            "pass --base-model ORG/NAME so others can load the adapter"
+        )
+    mlx_config = _mlx_config(source, base_ref)
+    license_, license_source = base_license(model_dir, base_id)
+    if license_ == "other":
+        warnings.append(f"license: {license_source}; the card says 'license: other'")
+    run_config = source.run_config
+    game = (run_config.get("game") or {}).get("name") or "self-play"
+    history = read_history(source.events_path, up_to=source.iteration)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it 0700; the export should look like any folder
+    try:
+        shutil.copy2(source.adapter_dir / ADAPTER_WEIGHTS, tmp / ADAPTER_WEIGHTS)
+        peft = write_peft_adapter(
+            source.adapter_dir / ADAPTER_WEIGHTS,
+            tmp,
+            mlx_config["lora_parameters"],
+            base_ref,
+            model_dir,
+        )
+        meta = {"version": __version__, "game": game, "iteration": source.iteration}
+        (tmp / ADAPTER_CONFIG).write_text(
+            json.dumps({**mlx_config, **peft, MARKER_KEY: meta}, indent=2)
+        )
+        has_curves = plot_curves(
+            history, tmp / CURVES_FILE, f"{game} self-play on {base_id or Path(base_ref).name}"
+        )
+        dequantized = False
+        if fuse:
+            from lsp_mlx.export.fuse import fuse_adapter
+
+            print(f"fusing the adapter into {base_ref} ...", file=sys.stderr, flush=True)
+            dequantized = fuse_adapter(located, tmp, tmp / FUSED_DIR)["dequantized"]
+        info = CardInfo(
+            base_model=base_id,
+            base_ref=base_ref,
+            license=license_,
+            license_source=license_source,
+            game=game,
+            iteration=source.iteration,
+            history=history,
+            run_config=run_config,
+            lora=mlx_config["lora_parameters"],
+            num_layers=mlx_config["num_layers"],
+            peft=peft,
+            repo_id=repo_id,
+            has_curves=has_curves,
+            fused=fuse,
+            approximate_base=_approximate_base(model_dir),
+        )
+        (tmp / "README.md").write_text(render_card(info))
+        _replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    return ExportResult(
+        out_dir=out,
+        source=source,
+        files=files,
+        base_ref=base_ref,
+        license=license_,
+        fused=fuse,
+        dequantized=dequantized,
+        warnings=warnings,
+    )
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Put ``tmp`` at ``out``; an old export there is removed only once the new one is complete."""
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)

@@ -1,0 +1,215 @@
+"""Find the adapter, its base model and its history in a run folder or an export folder.
+
+A run folder (``docs/design.md``) holds ``config.yaml``, ``events.jsonl``, ``adapters/`` (the
+newest adapter) and ``checkpoints/iter-NNNNNN/``. An export folder (what ``lsp-mlx export``
+writes) or any plain mlx-lm adapter folder holds ``adapters.safetensors`` and
+``adapter_config.json`` at its top. Nothing here imports mlx.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lsp_mlx.errors import UserError
+
+ADAPTER_WEIGHTS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass
+class AdapterSource:
+    """Where one adapter and everything known about it lives.
+
+    ``model_path`` is the local base model folder as recorded (it may no longer exist);
+    ``base_model`` the Hub id of the base when known.
+    """
+
+    kind: str  # "run" or "adapter" (an export or a plain mlx-lm adapter folder)
+    root: Path
+    adapter_dir: Path
+    adapter_config: dict[str, Any]
+    iteration: int | None = None
+    run_config: dict[str, Any] = field(default_factory=dict)
+    model_path: str | None = None
+    base_model: str | None = None
+
+    @property
+    def events_path(self) -> Path | None:
+        path = self.root / "events.jsonl"
+        return path if self.kind == "run" and path.is_file() else None
+
+    @property
+    def lora(self) -> dict[str, Any]:
+        return dict(self.adapter_config.get("lora_parameters") or {})
+
+
+def _has_adapter(folder: Path) -> bool:
+    return (folder / ADAPTER_WEIGHTS).is_file() and (folder / ADAPTER_CONFIG).is_file()
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise UserError(
+            f"cannot read {path} ({e}): the adapter folder is damaged, re-export or re-train"
+        ) from None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{path} is not a JSON object: the adapter folder is damaged, re-export or re-train"
+        )
+    return data
+
+
+def _checkpoint_iteration(folder: Path) -> int | None:
+    state = folder / "state.json"
+    if state.is_file():
+        try:
+            value = json.loads(state.read_text()).get("iteration")
+            return int(value) if value is not None else None
+        except (OSError, ValueError, TypeError, AttributeError):
+            pass
+    name = folder.name
+    if name.startswith("iter-") and name[5:].isdigit():
+        return int(name[5:])
+    return None
+
+
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoint folders of a run, oldest first."""
+    folder = run_dir / "checkpoints"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.glob("iter-*") if p.is_dir() and _has_adapter(p))
+
+
+def _run_adapter(run_dir: Path, checkpoint: int | None) -> tuple[Path, int | None]:
+    checkpoints = list_checkpoints(run_dir)
+    if checkpoint is not None:
+        folder = run_dir / "checkpoints" / f"iter-{checkpoint:06d}"
+        if not _has_adapter(folder):
+            have = ", ".join(str(_checkpoint_iteration(p)) for p in checkpoints) or "none"
+            raise UserError(
+                f"{run_dir} has no checkpoint {checkpoint} (have: {have}): pass one of them to --checkpoint"
+            )
+        return folder, _checkpoint_iteration(folder)
+    latest_file = run_dir / "checkpoints" / "latest"
+    latest = None
+    if latest_file.is_file():
+        candidate = run_dir / "checkpoints" / latest_file.read_text().strip()
+        latest = candidate if _has_adapter(candidate) else None
+    if latest is None and checkpoints:
+        latest = checkpoints[-1]
+    if _has_adapter(run_dir / "adapters"):
+        # adapters/ is the newest adapter; a checkpoint with the same bytes tells its iteration
+        iteration = _checkpoint_iteration(latest) if latest is not None else None
+        if latest is not None and not _same_file(
+            latest / ADAPTER_WEIGHTS, run_dir / "adapters" / ADAPTER_WEIGHTS
+        ):
+            iteration = _last_iteration(run_dir)
+        return run_dir / "adapters", iteration
+    if latest is not None:
+        return latest, _checkpoint_iteration(latest)
+    raise UserError(
+        f"{run_dir} has no adapter yet (no adapters/ or checkpoints/): let training reach its first checkpoint"
+    )
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def _last_iteration(run_dir: Path) -> int | None:
+    from lsp_mlx.events import read_events
+
+    its = [
+        e["iteration"]
+        for e in read_events(run_dir)
+        if e.get("type") == "metrics" and "iteration" in e
+    ]
+    return max(its) if its else None
+
+
+def resolve_source(path: str | Path, checkpoint: int | None = None) -> AdapterSource:
+    """Resolve ``path`` (a run folder, an export folder or an mlx-lm adapter folder)."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise UserError(
+            f"{root} does not exist: pass a run folder (--run-dir of lsp-mlx train) or an export folder"
+        )
+    if not root.is_dir():
+        raise UserError(f"{root} is a file: pass a run folder or an export folder")
+    if (root / "config.yaml").is_file() and (
+        (root / "adapters").is_dir() or (root / "checkpoints").is_dir()
+    ):
+        try:
+            run_config = yaml.safe_load((root / "config.yaml").read_text()) or {}
+        except yaml.YAMLError:
+            raise UserError(
+                f"{root / 'config.yaml'} is not valid YAML: restore it from the run's run_start event"
+            ) from None
+        adapter_dir, iteration = _run_adapter(root, checkpoint)
+        config = _read_json(adapter_dir / ADAPTER_CONFIG)
+        model = run_config.get("model") or {}
+        return AdapterSource(
+            kind="run",
+            root=root,
+            adapter_dir=adapter_dir,
+            adapter_config=config,
+            iteration=iteration,
+            run_config=run_config,
+            model_path=model.get("path") or config.get("model"),
+            base_model=model.get("base_model") or config.get("base_model"),
+        )
+    if _has_adapter(root):
+        if checkpoint is not None:
+            raise UserError(
+                f"{root} is an adapter folder, not a run: --checkpoint only applies to run folders"
+            )
+        config = _read_json(root / ADAPTER_CONFIG)
+        meta = config.get("lsp_mlx") or {}
+        return AdapterSource(
+            kind="adapter",
+            root=root,
+            adapter_dir=root,
+            adapter_config=config,
+            iteration=meta.get("iteration"),
+            model_path=config.get("model"),
+            base_model=config.get("base_model") or config.get("base_model_name_or_path"),
+        )
+    raise UserError(
+        f"{root} is neither a run folder (config.yaml + adapters/) nor an adapter folder "
+        f"({ADAPTER_WEIGHTS} + {ADAPTER_CONFIG}): pass the --run-dir of a training run or an export folder"
+    )
+
+
+def locate_base_model(source: AdapterSource, override: str | None = None) -> Path | str:
+    """The base model to open with ``mlx_lm.load``: a local folder when we have one.
+
+    Order: ``override`` (--model), the recorded local folder, the embedded model when the
+    base is its Hub id, else the Hub id itself (mlx-lm fetches it through the HF cache).
+    """
+    from lsp_mlx.models import DEFAULT_BASE_MODEL, resolve_model
+
+    if override:
+        return resolve_model(override).path
+    if source.model_path and Path(source.model_path).expanduser().is_dir():
+        return Path(source.model_path).expanduser()
+    dequantize = (source.run_config.get("model") or {}).get("dequantize")
+    if source.base_model == DEFAULT_BASE_MODEL or source.model_path == "default":
+        return resolve_model("default", dequantize=dequantize).path
+    if source.base_model:
+        base = Path(source.base_model).expanduser()
+        return base if base.is_dir() else source.base_model
+    raise UserError(
+        f"the base model of {source.root} is unknown (recorded folder {source.model_path!r} is gone): "
+        "pass it with --model PATH_OR_HUB_ID"
+    )
