@@ -249,8 +249,8 @@ class Trainer:
         if self._stop:
             status = "stopped"
         self._save(backend, done, "final" if status == "finished" else "signal")
-        self.events.emit("run_end", status=status, iteration=done)
         self._log(f"{status} at iteration {done}; adapter in {self.run_dir / ckpt.ADAPTERS}")
+        self.events.emit("run_end", status=status, iteration=done)
         self.events.close()
         return 0
 
