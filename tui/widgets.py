@@ -162,7 +162,7 @@ class RunPanel(Static):
             ),
             ("Iteration", progress),
             ("Status", state.status),
-            ("Time", f"{duration(state.elapsed(now))} elapsed · ETA {eta}"),
+            ("Elapsed", f"{duration(state.elapsed(now))} · ETA {eta}"),
             ("Memory", f"{memory:.2f} GB peak" if memory is not None else "—"),
             ("Checkpoint", _checkpoint_text(state)),
         ]
