@@ -154,8 +154,14 @@ class Trainer:
         check_run_dir(self.run_dir, self.resume)
         self._resolve_model()
         start, resume_from = self._prepare_resume()
+        # Build everything that can fail on bad input before writing anything: a run folder
+        # is only created for a run that can start.
+        backend = get_backend(self.config)
         if resume_from is not None:
+            backend.load_adapter(resume_from)
+            backend.load_state(resume_from)
             self._truncate_events(ckpt.read_state(resume_from).get("events_offset"))
+        game = make_game(self.config, backend)
         if self.is_main and not self.resume:
             tmp = self.run_dir / ".config.yaml.tmp"
             tmp.write_text(cfg.to_yaml(self.config))
@@ -163,15 +169,6 @@ class Trainer:
         self.events = EventWriter(self.run_dir, enabled=self.is_main)
         self.control = ControlReader(self.run_dir)
         self.control.clear()
-        try:
-            backend = get_backend(self.config)
-            if resume_from is not None:
-                backend.load_adapter(resume_from)
-                backend.load_state(resume_from)
-            game = make_game(self.config, backend)
-        except Exception as e:
-            self._fail(e)
-            raise
         info = backend.info()
         t = self.config.train
         self.events.emit("run_start", config=self.config.to_dict(), model=self.config.model.path,

@@ -1,0 +1,102 @@
+"""Bad input: one line naming the problem and the fix, exit code 2, nothing overwritten."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO, run_cli
+
+from lsp_mlx.cli import main
+
+
+def fails(capsys, *argv: str) -> str:
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("lsp-mlx: error: ") and "\n" not in err, err
+    return err
+
+
+def tiny_args(tiny_model, tmp_path, *extra: str) -> list[str]:
+    return ["train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tiny_model),
+            "--run-dir", str(tmp_path / "run"), *extra]
+
+
+@pytest.mark.parametrize(
+    "flag,needle",
+    [
+        ("game.num_querys=3", "did you mean 'num_queries'"),
+        ("gmae.name=lsp", "did you mean 'game'"),
+        ("game.num_queries=abc", "game.num_queries must be an integer"),
+        ("train.beta=[1]", "train.beta must be a number"),
+        ("game.num_queries=0", "num_queries (N) must be >= 1"),
+        ("game.group_size=1", "group_size (G) must be >= 2"),
+        ("train.beta=-0.1", "train.beta must be >= 0"),
+        ("game.name=chess", "unknown game 'chess'"),
+        ("reward.source=judge", "use game lsp-zero with the judge"),
+        ("reward.source=python", None),  # valid: the default function
+    ],
+)
+def test_config_errors(capsys, tiny_model, tmp_path, flag, needle):
+    argv = tiny_args(tiny_model, tmp_path, "--set", flag, "--iterations", "1")
+    if needle is None:
+        assert main(argv) == 0
+        return
+    assert needle in fails(capsys, *argv)
+    assert not (tmp_path / "run" / "events.jsonl").exists()
+
+
+def test_unknown_key_in_yaml_file(capsys, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  learning_rat: 0.1\n")
+    assert "did you mean 'learning_rate'" in fails(capsys, "train", "--config", str(bad))
+    bad.write_text("train: [oops\n")
+    assert "not valid YAML" in fails(capsys, "train", "--config", str(bad))
+    assert "not found" in fails(capsys, "train", "--config", str(tmp_path / "missing.yaml"))
+
+
+def test_missing_model_and_non_model_file(capsys, tmp_path):
+    err = fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tmp_path / "nope"),
+                "--run-dir", str(tmp_path / "run"))
+    assert "nope" in err
+    text = tmp_path / "weights.txt"
+    text.write_text("not a model")
+    err = fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(text),
+                "--run-dir", str(tmp_path / "run2"))
+    assert "GGUF" in err or "model folder" in err
+    fake = tmp_path / "fake.gguf"
+    fake.write_text("hello")
+    assert "GGUF" in fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(fake),
+                           "--run-dir", str(tmp_path / "run3"))
+    assert not any((tmp_path / d / "events.jsonl").exists() for d in ("run", "run2", "run3"))
+
+
+def test_reward_model_without_score_head(capsys, tiny_model, tmp_path):
+    err = fails(capsys, *tiny_args(tiny_model, tmp_path, "--set", "reward.source=reward_model",
+                                   "--set", f"reward.reward_model={tiny_model}"))
+    assert "no score head" in err
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_unwritable_run_dir(capsys, tiny_model, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    err = fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tiny_model),
+                "--run-dir", str(blocker / "run"))
+    assert "not writable" in err
+
+
+def test_existing_run_is_not_overwritten_and_resume_checks_config(capsys, tiny_model, tmp_path):
+    assert main(tiny_args(tiny_model, tmp_path, "--iterations", "1")) == 0
+    capsys.readouterr()
+    events = (tmp_path / "run" / "events.jsonl").read_bytes()
+    assert "already holds a run" in fails(capsys, *tiny_args(tiny_model, tmp_path, "--iterations", "1"))
+    err = fails(capsys, *tiny_args(tiny_model, tmp_path, "--resume", "--set", "train.beta=0.5"))
+    assert "different config" in err and "train.beta" in err
+    assert (tmp_path / "run" / "events.jsonl").read_bytes() == events
+    assert "holds no run" in fails(capsys, *tiny_args(tiny_model, tmp_path / "other", "--resume"))
+
+
+def test_exit_code_from_a_real_process(tmp_path):
+    proc = run_cli("train", "--set", "game.group_size=1", "--run-dir", str(tmp_path / "r"))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "group_size" in proc.stderr
