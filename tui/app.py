@@ -135,7 +135,10 @@ class DashboardApp(App[int]):
 
     def _begin(self) -> None:
         assert self.source is not None
-        self.title = f"lsp-mlx · {self.source.run_dir}"
+        parts = self.source.run_dir.parts
+        self.title = "lsp-mlx · " + "/".join(
+            parts[-2:]
+        )  # e.g. runs/demo; a long path hides the status
         if isinstance(self.source, LaunchedRun) and self.source.process is None:
             try:
                 self.source.start()
