@@ -9,7 +9,6 @@ On macOS mlx uses Accelerate and the GPU, and this does nothing.
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
 import sys
 
@@ -32,11 +31,6 @@ def _find_openblas() -> str | None:
     for path in _CANDIDATES:
         if os.path.exists(path):
             return path
-    # pip's scipy-openblas32/64 wheels ship one too
-    for path in sys.path:
-        hits = glob.glob(os.path.join(path, "scipy_openblas*", "lib", "libscipy_openblas*.so"))
-        if hits:
-            return hits[0]
     return None
 
 
