@@ -1,0 +1,69 @@
+"""Code extraction, test parsing and pass fractions through the real sandbox."""
+
+from __future__ import annotations
+
+from lsp_mlx.verifiers.code import (
+    extract_code,
+    function_name,
+    parse_tests,
+    run_tests,
+    score_solutions,
+)
+from lsp_mlx.verifiers.sandbox import SandboxLimits
+
+TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
+
+
+def test_extract_code_prefers_the_last_fenced_block_that_parses():
+    text = "First try:\n```python\ndef add(a, b) return\n```\nFixed:\n```python\ndef add(a, b):\n    return a + b\n```\nDone."
+    assert extract_code(text) == "def add(a, b):\n    return a + b"
+    assert extract_code("def f():\n    return 1") == "def f():\n    return 1"
+    assert extract_code("I cannot write code today.") is None
+    assert (
+        extract_code("```\ndef g(x):\n    return x\n") == "def g(x):\n    return x"
+    )  # unclosed fence
+
+
+def test_parse_tests_and_function_name():
+    proposal = "Write add(a, b).\n```python\nassert add(1, 2) == 3\nassert add(1, 2) == 3\nassert add(0 ==\nassert isinstance(add(1, 1), int)\n```"
+    tests = parse_tests(proposal)
+    assert tests == [
+        "assert add(1, 2) == 3",
+        "assert isinstance(add(1, 1), int)",
+    ]  # deduplicated, unparsable dropped
+    assert function_name(tests) == "add"
+    assert function_name(["assert len(x) == 1"]) is None
+
+
+def test_pass_fraction_counts_each_test():
+    report = run_tests(
+        "def add(a, b):\n    print('noise', a)\n    return a + b if a != 2 else 5", TESTS
+    )
+    assert report.results == [True, True, False] and report.fraction == 2 / 3
+
+
+def test_printed_text_cannot_fake_a_pass():
+    fake = "import sys\nfor i in range(3):\n    sys.__stdout__.write(f'xxxx {i} 1\\n')\ndef add(a, b):\n    return None"
+    assert run_tests(fake, TESTS).passed == 0
+
+
+def test_hostile_solutions_score_zero_and_return():
+    limits = SandboxLimits(timeout_s=1.5, cpu_seconds=3, memory_mb=256)
+    hostile = [
+        "def add(a, b):\n    while True:\n        pass",
+        "import os\nos._exit(0)",
+        "raise SystemExit(0)",
+        "x = bytearray(8 * 1024**3)",
+        "import os\nos.fork()",
+    ]
+    reports = score_solutions([(h, TESTS) for h in hostile] + [(None, TESTS)], limits)
+    assert [r.passed for r in reports] == [0] * 6
+    assert reports[0].load_error == "Timeout" and reports[-1].load_error == "NoCode"
+
+
+def test_a_test_that_hangs_keeps_the_results_before_it():
+    solution = (
+        "def add(a, b):\n    if a == 2:\n        while True:\n            pass\n    return a + b"
+    )
+    report = run_tests(solution, TESTS, SandboxLimits(timeout_s=1.5, cpu_seconds=3))
+    assert report.results == [True, True, False]
