@@ -94,6 +94,7 @@ class SQLMConfig:
     solver_reward: str = _f("majority", "game sqlm, arithmetic: majority (1 for agreeing with the group's majority, the paper) or exact (1 for the true value of the problem's arithmetic)")
     proposer_reward: str = _f("band", "game sqlm: band (1 if 0 < agree < n, the paper), band-official (also agree >= 2), r-zero (1-2|p-1/2| minus a near-duplicate penalty) or absolute-zero (1 - solve rate)")
     proposer_every: int = _f(5, "game sqlm: update the Proposer every K iterations (paper: 5); the Solver every iteration")
+    problem_prefix: str = _f("", "game sqlm: text every problem starts with, written for the Proposer (e.g. 'What is '); it writes the rest")
     repetition_penalty: float = _f(1.0, "game sqlm, r-zero: weight lambda of the near-duplicate penalty |C|/B")
     duplicate_threshold: float = _f(0.5, "game sqlm: word-bigram Jaccard similarity at which two problems count as near-duplicates")
     normalize_std: bool = _f(True, "game sqlm: divide group-centred advantages by the group std (GRPO, the paper); false: centring only")
