@@ -12,6 +12,8 @@ import argparse
 import asyncio
 import functools
 import io
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ from typing import Any
 import pytest
 from lsp_mlx.tui.app import DashboardApp
 from lsp_mlx.tui.screens import ConfirmScreen
-from lsp_mlx.tui.source import LaunchedRun
+from lsp_mlx.tui.source import LaunchedRun, Stopper
 from lsp_mlx.tui.widgets import PLOTS, TILES
 from rich.console import Console
 from textual.pilot import Pilot
@@ -211,3 +213,73 @@ def test_screenshot_of_an_attached_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     text = svg.read_text()
     assert text.startswith("<svg") and "Solver&#160;R" in text and "12&#160;/&#160;40" in text
+
+
+# A stand-in trainer for the stop protocol: the real one on the tiny model finishes every phase
+# within about a second, too fast to show what happens when a stop file waits for a long phase.
+STAND_IN = """
+import signal, sys, time
+from lsp_mlx.control import ControlReader
+from lsp_mlx.events import EventWriter
+reader, events, busy = ControlReader(sys.argv[1]), EventWriter(sys.argv[1]), sys.argv[2] == "busy"
+def stop(signum, frame):
+    events.emit("run_end", status="stopped", how="signal")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("ready", flush=True)
+while True:
+    time.sleep(0.05)
+    if not busy and "stop" in reader.poll():
+        events.emit("run_end", status="stopped", how="file")
+        sys.exit(0)
+"""
+
+
+def stand_in(run_dir: Path, mode: str) -> LaunchedRun:
+    run = LaunchedRun([], run_dir)
+    run.command = [sys.executable, "-c", STAND_IN, str(run_dir), mode]
+    run.start()
+    deadline = time.monotonic() + 30
+    while "ready" not in (run_dir / "train.log").read_text():
+        assert time.monotonic() < deadline and run.returncode is None
+        time.sleep(0.05)
+    return run
+
+
+@pytest.mark.parametrize(
+    "mode, how, signals", [("polling", "file", []), ("busy", "signal", ["SIGTERM"])]
+)
+def test_stop_uses_the_file_and_signals_only_a_busy_trainer(
+    tmp_path: Path, mode: str, how: str, signals: list[str]
+) -> None:
+    run = stand_in(tmp_path, mode)
+    stopper = Stopper(run, timeout=30)
+    started = time.monotonic()
+    while not stopper.step():
+        assert time.monotonic() - started < 20
+        time.sleep(0.05)
+    assert run.returncode == 0 and stopper.signalled == signals
+    assert read_events(tmp_path)[-1]["how"] == how
+
+
+def test_stop_escalates_to_sigkill_and_hurry_skips_the_wait(tmp_path: Path) -> None:
+    run = stand_in(tmp_path, "busy")
+    os.kill(run.process.pid, signal.SIGSTOP)  # a trainer that reacts to nothing
+    try:
+        stopper = Stopper(run, timeout=0.5)
+        stopper.KILL_AFTER = 0.5
+        started = time.monotonic()
+        while not stopper.step():
+            assert time.monotonic() - started < 20
+            time.sleep(0.05)
+        assert stopper.signalled == ["SIGTERM", "SIGKILL"] and run.returncode == -signal.SIGKILL
+    finally:
+        if run.returncode is None:
+            run.process.kill()
+    second = stand_in(tmp_path / "b", "busy")
+    stopper = Stopper(second, timeout=300)
+    assert stopper.hurry() and stopper.signalled == [
+        "SIGTERM"
+    ]  # no 3 s grace when the user insists
+    second.process.wait(timeout=20)
+    assert second.returncode == 0

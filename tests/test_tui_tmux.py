@@ -97,8 +97,9 @@ def test_attach_in_tmux(tmp_path: Path) -> None:
         keys("g")
         wait_for("Games · running")
         keys("Enter")
-        shown = wait_for("Challenger query")
-        assert "Iteration 12" in shown and "Answer 1" in shown
+        wait_for("Iteration 12 · game 4")  # the game view's title: the last game, whole
+        shown = wait_for("Previous game")  # its footer: the screen is drawn completely
+        assert "Answer 1" in shown and "Challenger query" in shown
         keys("Escape")
         wait_for("Games · running")
         keys("p")

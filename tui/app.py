@@ -9,7 +9,6 @@ this app started and for one it only attached to.
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +19,12 @@ from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Static
 
+from lsp_mlx.control import CONTROL_DIR
+from lsp_mlx.errors import UserError
+
 from .format import duration
 from .screens import ConfirmScreen, GameScreen, HelpScreen
-from .source import AttachedRun, LaunchedRun, RunSource
+from .source import AttachedRun, LaunchedRun, RunSource, Stopper
 from .start import StartScreen, find_presets, find_runs, preset_dirs
 from .state import RunState
 from .widgets import PLOTS, TILES, GamesTable, LogPane, MetricPlot, MetricRow, RunPanel
@@ -75,11 +77,11 @@ class DashboardApp(App[int]):
         self.view = "dashboard"
         self.redraws = 0  # ticks that changed something on screen (tests check the rate)
         self._drawn: tuple[object, ...] | None = None
+        self._controllable: bool | None = None
         self._exit_seen = False
         self._next_pid_check = 0.0
-        self._stopping = False
-        self._stop_stage = 0
-        self._stop_deadline = 0.0
+        self._stopper: Stopper | None = None  # set once a stop of the launched trainer is under way
+        self._quitting = False  # leave once the trainer has exited
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -108,13 +110,14 @@ class DashboardApp(App[int]):
         self.query_one("#problems").border_title = "Warnings and errors"
         self.query_one("#recent-games").focus()
         if self.source is None:
-            presets = find_presets(preset_dirs())
-            self.push_screen(
-                StartScreen(presets, find_runs(presets), now=self.clock()), self._picked
-            )
+            self._show_start()
         else:
             self._begin()
         self.set_interval(self.poll_interval, self.tick)
+
+    def _show_start(self) -> None:
+        presets = find_presets(preset_dirs())
+        self.push_screen(StartScreen(presets, find_runs(presets), now=self.clock()), self._picked)
 
     def _picked(self, choice: tuple[str, Path] | None) -> None:
         if choice is None:
@@ -123,9 +126,9 @@ class DashboardApp(App[int]):
         if kind == "config" and self.launcher is not None:
             try:
                 self.source = self.launcher(path)
-            except Exception as e:  # a preset that does not load: say why, stay usable
-                self.notify(str(e), severity="error", timeout=10)
-                self.exit(2)
+            except UserError as e:  # a preset that does not load: say why and offer the list again
+                self.notify(str(e), title="Cannot train this preset", severity="error", timeout=15)
+                self._show_start()
                 return
             self.config_label = str(path)
             self.query_one(RunPanel).config_label = str(path)
@@ -135,10 +138,8 @@ class DashboardApp(App[int]):
 
     def _begin(self) -> None:
         assert self.source is not None
-        parts = self.source.run_dir.parts
-        self.title = "lsp-mlx · " + "/".join(
-            parts[-2:]
-        )  # e.g. runs/demo; a long path hides the status
+        # The last two parts (e.g. runs/demo): a long path would push the status off the header.
+        self.title = "lsp-mlx · " + "/".join(self.source.run_dir.parts[-2:])
         if isinstance(self.source, LaunchedRun) and self.source.process is None:
             try:
                 self.source.start()
@@ -157,13 +158,13 @@ class DashboardApp(App[int]):
             return
         self.state.apply_all(self.source.poll())
         self._check_process()
-        if self._stopping:
-            self._drive_stop()
+        if self._stopper is not None and self._stopper.step() and self._quitting:
+            self.exit(self._exit_code())
         self.redraw()
 
     def redraw(self) -> None:
         now = self.clock()
-        key = (self.state.version, self.view, int(now), self._stopping)
+        key = (self.state.version, self.view, int(now), self._quitting)
         if key == self._drawn:
             return
         self._drawn = key
@@ -180,9 +181,12 @@ class DashboardApp(App[int]):
             pane.update_from(state)
         self._update_banner()
         progress = f"it {state.iteration or 0}/{state.total or '?'}"
-        status = "stopping, waiting for the checkpoint" if self._stopping else state.status
+        status = "stopping, waiting for the checkpoint" if self._quitting else state.status
         self.sub_title = f"{VIEWS[self.view]} · {status} · {progress}"
-        self.refresh_bindings()
+        controllable = self.source is not None and self._trainer_alive()
+        if controllable != self._controllable:  # the footer greys out p/c/s; recomposing it costs
+            self._controllable = controllable
+            self.refresh_bindings()
 
     def _update_banner(self) -> None:
         banner = self.query_one("#error-banner", Static)
@@ -210,7 +214,8 @@ class DashboardApp(App[int]):
             self._exit_seen = True
             state.apply_all(source.poll())  # the last events may have landed just before it exited
             if not state.ended:
-                status = "stopped" if self._stopping and code == 0 else "error"
+                # Asked to stop before its run started (SIGTERM while loading): not a failure.
+                status = "stopped" if self._stopper is not None else "error"
                 state.mark_lost(
                     f"the trainer exited with code {code} before its run ended",
                     source.crash_lines(),
@@ -246,12 +251,27 @@ class DashboardApp(App[int]):
         if self.source is None or not self._trainer_alive():
             self.notify("The trainer is not running.", severity="warning")
             return
+        if command == "stop" and isinstance(self.source, LaunchedRun):
+            self._stop_launched()
+            return
         path = self.source.send(command)
-        self.state.note(
-            "tui", f"sent {command!r} ({path.parent.name}/{path.name})", self.state.last_time
-        )
+        self._note(f"sent {command!r} ({path.parent.name}/{path.name})")
         self.notify(f"Sent {command} to the trainer.")
         self.redraw()
+
+    def _stop_launched(self) -> None:
+        assert isinstance(self.source, LaunchedRun)
+        if self._stopper is None:
+            self._stopper = Stopper(
+                self.source, self.stop_timeout, starting=self.state.status == "waiting"
+            )
+            self._note(
+                f"sent 'stop' ({CONTROL_DIR}/{self._stopper.file.name if self._stopper.file else '?'})"
+            )
+        self.redraw()
+
+    def _note(self, message: str) -> None:
+        self.state.note("tui", message, self.state.last_time)
 
     def action_pause(self) -> None:
         self._send("resume" if self.state.status == "paused" else "pause")
@@ -263,22 +283,10 @@ class DashboardApp(App[int]):
         if not self._trainer_alive():
             self.notify("The trainer is not running.", severity="warning")
             return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self._send("stop")
-                self._signal_if_starting()
-
         self.push_screen(
             ConfirmScreen("Stop training? The trainer saves a checkpoint and exits.", yes="Stop"),
-            answered,
+            lambda yes: self._send("stop") if yes else None,
         )
-
-    def _signal_if_starting(self) -> None:
-        # Before run_start the trainer may not poll (or may clear) the control folder yet;
-        # a signal reaches it either way, and SIGTERM also means "stop with a checkpoint".
-        if isinstance(self.source, LaunchedRun) and self.state.status == "waiting":
-            self.source.signal(signal.SIGTERM)
 
     def action_view(self, view: str) -> None:
         self.view = view
@@ -292,8 +300,12 @@ class DashboardApp(App[int]):
         self.push_screen(HelpScreen())
 
     async def action_quit(self) -> None:
-        if self._stopping:
-            self._escalate()
+        if self._quitting and self._stopper is not None:
+            # q again while waiting for the checkpoint: escalate (SIGTERM, then SIGKILL, then leave).
+            sent = self._stopper.signalled[-1:] if self._stopper.hurry() else []
+            if not sent:
+                self.exit(1)
+            self._note(f"sent {sent[0]} to the trainer" if sent else "leaving")
             return
         if isinstance(self.source, LaunchedRun) and self._trainer_alive():
             self.push_screen(
@@ -317,35 +329,10 @@ class DashboardApp(App[int]):
     def _quit_confirmed(self, yes: bool | None) -> None:
         if not yes:
             return
-        self._send("stop")
-        self._signal_if_starting()
-        self._stopping = True
-        self._stop_stage = 0
-        self._stop_deadline = time.monotonic() + self.stop_timeout
-        self.state.note(
-            "tui", f"waiting up to {duration(self.stop_timeout)} for the final checkpoint"
-        )
-        self.redraw()
-
-    def _drive_stop(self) -> None:
-        if not self._trainer_alive():
-            self.exit(self._exit_code())
-        elif time.monotonic() > self._stop_deadline:
-            self._escalate()
-
-    def _escalate(self) -> None:
-        """Stop did not finish in time (or the user insisted): SIGTERM, then SIGKILL, then leave."""
-        assert isinstance(self.source, LaunchedRun)
-        steps = [(signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)]
-        if self._stop_stage >= len(steps):
-            self.exit(1)
-            return
-        sig, wait = steps[self._stop_stage]
-        self._stop_stage += 1
-        self._stop_deadline = time.monotonic() + wait
-        self.source.signal(sig)
-        self.state.note(
-            "tui", f"sent {signal.Signals(sig).name} to the trainer", self.state.last_time
+        self._quitting = True
+        self._stop_launched()
+        self._note(
+            f"waiting up to {duration(self.stop_timeout)} for the final checkpoint (q again: hurry)"
         )
 
     def _exit_code(self) -> int:

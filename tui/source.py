@@ -138,16 +138,72 @@ class LaunchedRun(RunSource):
             self.process.send_signal(sig)
 
     def stop_and_wait(self, timeout: float) -> int | None:
-        """Ask for a clean stop (checkpoint, run_end), escalating to SIGTERM and SIGKILL."""
+        """Stop the trainer cleanly (see `Stopper`) and block until it has exited."""
         if self.process is None or self.process.poll() is not None:
             return self.returncode
-        self.send("stop")
-        for sig, wait in ((None, timeout), (signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            if sig is not None:
-                self.signal(sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    return self.process.returncode
-                time.sleep(0.1)
-        return self.process.poll()
+        stopper = Stopper(self, timeout)
+        while not stopper.step():
+            time.sleep(0.1)
+        return self.returncode
+
+
+class Stopper:
+    """Stops a launched trainer with a checkpoint, escalating only when it does not react.
+
+    1. A ``stop`` file goes into ``RUN_DIR/control/``; the trainer reads it between phases.
+    2. If that file is still unread after `GRACE` seconds, the trainer is inside a phase
+       (generating, scoring) that may last minutes: SIGTERM, which the trainer treats as
+       "stop now" (it abandons the phase, which has not touched the weights, and saves the
+       last finished iteration). A trainer still loading its model gets SIGTERM at once.
+    3. Still running after ``timeout`` seconds: SIGTERM if not sent yet, then SIGKILL.
+
+    `step` is non-blocking (the TUI calls it from its timer); it returns True once the
+    process has exited. `hurry` escalates one step at once (the user pressed q again).
+    """
+
+    GRACE = 3.0
+    KILL_AFTER = 10.0
+
+    def __init__(self, run: LaunchedRun, timeout: float, starting: bool = False) -> None:
+        self.run = run
+        self.timeout = timeout
+        self.started = time.monotonic()
+        self.file: Path | None = run.send("stop")
+        self.signalled: list[str] = []  # names of the signals sent, for the log
+        self._term_at: float | None = None
+        if starting:
+            self._signal(signal.SIGTERM)
+
+    def step(self) -> bool:
+        if self.run.returncode is not None:
+            return True
+        now = time.monotonic()
+        waited = now - self.started
+        unread = self.file is not None and self.file.exists()
+        if self._term_at is None and ((waited > self.GRACE and unread) or waited > self.timeout):
+            self._signal(signal.SIGTERM)
+        elif (
+            self._term_at is not None
+            and waited > self.timeout
+            and now - self._term_at > self.KILL_AFTER
+        ):
+            self._signal(signal.SIGKILL)
+        return False
+
+    def hurry(self) -> bool:
+        """One step further now; False when there is nothing left to send (already killed)."""
+        if self._term_at is None:
+            self._signal(signal.SIGTERM)
+        elif "SIGKILL" not in self.signalled:
+            self._signal(signal.SIGKILL)
+        else:
+            return False
+        return True
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if sig.name in self.signalled:
+            return
+        self.run.signal(sig)
+        self.signalled.append(sig.name)
+        if sig == signal.SIGTERM:
+            self._term_at = time.monotonic()

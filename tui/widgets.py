@@ -8,6 +8,8 @@ never parsed as markup: a Solver answer containing ``[bold]`` is shown as writte
 
 from __future__ import annotations
 
+import re
+
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -143,17 +145,17 @@ class RunPanel(Static):
         config = info.get("config") if isinstance(info.get("config"), dict) else {}
         model = str(info.get("model") or "—")
         base = info.get("base_model")
-        # "OpenBLAS (/usr/lib/...so.0)" -> "OpenBLAS": the path does not fit and rarely matters.
         backend = " · ".join(
-            str(info[k]).split(" (")[0] for k in ("backend", "device", "blas") if info.get(k)
+            _tidy(str(info[k])) for k in ("backend", "device", "blas") if info.get(k)
         )
+        name = model.rstrip("/").rsplit("/", 1)[-1]  # the folder name; the full path is in the log
         progress = f"{state.iteration if state.iteration is not None else 0} / {state.total or '?'}"
         eta = "paused" if state.status == "paused" else duration(state.eta())
         memory = state.peak_memory_gb()
         rows = [
             (
                 "Model",
-                _short_path(model) + (f" ({base})" if base and str(base) not in model else ""),
+                name + (f" ({base})" if base and str(base) not in model else ""),
             ),
             ("Backend", backend or "—"),
             (
@@ -306,9 +308,12 @@ def _status_style(status: str) -> str:
     }.get(status, "")
 
 
-def _short_path(path: str) -> str:
-    parts = path.rstrip("/").split("/")
-    return "/".join(parts[-2:]) if len(parts) > 2 else path
+def _tidy(value: str) -> str:
+    """ "Device(cpu, 0)" -> "cpu:0"; "OpenBLAS (/usr/lib/...so.0)" -> "OpenBLAS": what fits a line."""
+    match = re.fullmatch(r"Device\((\w+), (\d+)\)", value)
+    if match:
+        return f"{match.group(1)}:{match.group(2)}"
+    return value.split(" (")[0]
 
 
 def _config_summary(config: dict[str, object]) -> str:
