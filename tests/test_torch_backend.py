@@ -21,7 +21,6 @@ from lsp_mlx import config as cfg  # noqa: E402
 from lsp_mlx.backends.torch import TorchBackend  # noqa: E402
 from lsp_mlx.backends.torch_adapters import mlx_weights  # noqa: E402
 from lsp_mlx.errors import UserError  # noqa: E402
-from lsp_mlx.models.tiny import make_tiny_model  # noqa: E402
 from lsp_mlx.records import PolicySample  # noqa: E402
 
 pytestmark = pytest.mark.torch
@@ -29,8 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_tiny_model(tmp_path_factory.mktemp("tiny") / "model", seed=3)
+def tiny(tiny_model: Path) -> Path:
+    return tiny_model  # conftest's session-wide tiny llama
 
 
 def make_backend(tiny: Path, **overrides: object) -> TorchBackend:
