@@ -123,7 +123,9 @@ In a game: `←`/`→` previous/next game, `Esc` back.
 `RUN_DIR/control/`; the trainer reads them between the phases of an iteration, so a
 command can take until the current phase ends. The same works from a shell:
 `lsp-mlx control RUN_DIR pause`, and for a headless trainer also signals:
-`SIGINT`/`SIGTERM` stop with a checkpoint, `SIGUSR1` saves one.
+`SIGINT`/`SIGTERM` stop with a checkpoint, `SIGUSR1` saves one. A trainer this dashboard
+started that leaves a `stop` unread for 3 s (a long phase) gets SIGTERM, which stops it at
+once with the last finished iteration saved.
 """
 
 

@@ -20,6 +20,7 @@ from textual.widgets.option_list import Option
 import lsp_mlx
 from lsp_mlx.events import EVENTS_FILE
 
+from .format import clip
 from .source import pid_alive
 
 
@@ -125,9 +126,12 @@ class StartScreen(ModalScreen[tuple[str, Path]]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with Vertical(id="start-body"):
-            yield Label("Train a preset (configs/)", classes="start-heading")
+            yield Label(
+                "Train a preset (Enter starts `lsp-mlx train` in a fresh run folder)",
+                classes="start-heading",
+            )
             yield OptionList(
-                *[Option(Text(_relative(p)), id=f"config:{i}") for i, p in enumerate(self.presets)]
+                *[Option(_preset_label(p), id=f"config:{i}") for i, p in enumerate(self.presets)]
                 or [Option("no presets found in configs/", disabled=True)],
                 id="presets",
             )
@@ -156,6 +160,18 @@ class StartScreen(ModalScreen[tuple[str, Path]]):
             self.dismiss(("config", self.presets[int(index)]))
         elif kind == "attach":
             self.dismiss(("attach", self.runs[int(index)].path))
+
+
+def _preset_label(preset: Path) -> Text:
+    """The preset's path and, dimmed, the first line of its leading comment (its description)."""
+    text = Text(f"{_relative(preset):<32} ")
+    try:
+        first = next((line for line in preset.read_text().splitlines() if line.strip()), "")
+    except OSError:
+        first = ""
+    if first.startswith("#"):
+        text.append(clip(first.lstrip("# "), 50), style="dim")  # OptionList wraps long lines
+    return text
 
 
 def _relative(path: Path) -> str:
