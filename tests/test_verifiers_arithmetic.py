@@ -87,6 +87,10 @@ def test_solve_problem(problem: str, truth: Fraction | int):
         "Tom has 3 apples and buys 5 more. How many?",  # a word problem: no stated expression
         "Add 3 and 4 then multiply by 2",  # more than its expression: refuse rather than guess
         "What is 7 + 18?  Numerically, 2 *",
+        "What is 10 + 2x?",  # glued to a variable
+        "What is x + 2 + 3?",
+        "What is the answer for 20 + 12 * 4 + problem?",  # runs into prose
+        "What is 5 + 2 = 7 to a friend",  # states an answer
         "What is 2 ** 100?",  # powers are not + - * /
         "Evaluate 9/0",
         "What is 10**10**10?",

@@ -118,19 +118,32 @@ def _normalise_ops(text: str) -> str:
     return text
 
 
-def find_expression(problem: str) -> str | None:
-    """The longest arithmetic expression in a problem (at least one operator between numbers)."""
-    best = None
-    for match in _EXPR_RE.finditer(_normalise_ops(problem)):
+def _best_expression(text: str) -> tuple[str, bool] | None:
+    """The longest expression in normalised text and whether it stands alone: not glued to a
+    letter ("2x") and not cut from a longer expression that runs into prose ("4 + problem")."""
+    best: tuple[str, bool] | None = None
+    for match in _EXPR_RE.finditer(text):
         expr = match.group().strip().rstrip(".").strip()
+        trimmed = False
         # trim a dangling operator or bracket left by surrounding prose ("is 3 + 4 ?", "(ans")
         while expr and expr[-1] in "+-*/(":
-            expr = expr[:-1].strip()
+            expr, trimmed = expr[:-1].strip(), True
         while expr and expr[0] in "+*/)":
-            expr = expr[1:].strip()
-        if re.search(r"\d\s*[-+*/]\s*[-(]*\s*\d", expr) and (best is None or len(expr) > len(best)):
-            best = expr
+            expr, trimmed = expr[1:].strip(), True
+        if not re.search(r"\d\s*[-+*/]\s*[-(]*\s*\d", expr):
+            continue
+        at = text.find(expr, match.start())
+        before, after = text[:at], text[at + len(expr) :]
+        glued = bool(re.search(r"[A-Za-z_]$", before) or re.match(r"[A-Za-z_]", after))
+        if best is None or len(expr) > len(best[0]):
+            best = (expr, not (trimmed or glued))
     return best
+
+
+def find_expression(problem: str) -> str | None:
+    """The longest arithmetic expression in a problem (at least one operator between numbers)."""
+    best = _best_expression(_normalise_ops(problem))
+    return best[0] if best else None
 
 
 def _eval(node: ast.AST) -> Fraction:
@@ -188,9 +201,10 @@ def solve_problem(problem: str) -> Fraction | None:
     numbers or operation words outside its expression ("7 + 3, then double it") is refused.
     """
     text = _normalise_ops(problem)
-    expr = find_expression(problem)
-    if not expr:
+    best = _best_expression(text)
+    if best is None or not best[1]:
         return None
+    expr = best[0]
     rest = text.replace(expr, " ", 1)
     rest = re.sub(r"\b\d+-digits?\b", " ", rest)  # "a 2-digit addition" names no number
     if re.search(r"\d", rest) or _MORE_OPS.search(rest):

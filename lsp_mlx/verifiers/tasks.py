@@ -87,6 +87,8 @@ class ArithmeticTask:
 
     def parse(self, completion: str) -> Proposal:
         text, _ = split_problem(completion)
+        if "?" in text:  # a question ends at its question mark; small models ramble on after it
+            text = text[: text.index("?") + 1]
         if not text:
             return Proposal(problem="", valid=False, reason="empty")
         if len(text) > _MAX_PROBLEM_CHARS:

@@ -1,0 +1,283 @@
+"""``lsp-mlx eval``: measure a base model, with or without a trained adapter.
+
+(a) Exact-match accuracy on a held-out arithmetic set generated from ``--seed`` (several
+difficulty levels), with Wilson 95% intervals, and with an adapter the paired difference
+adapter - base with its 95% interval. (b) With ``--prompts``: the adapter's pairwise win rate
+against the base model, each pair judged in both orders, with a 95% interval. Prints a table
+and writes everything (per-problem answers included) to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from lsp_mlx.errors import UserError
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="held-out accuracy and pairwise win rate of an adapter vs its base model",
+        description="Evaluate a base model, or an adapter against its base model: exact-match accuracy on a "
+        "held-out arithmetic set generated from --seed (95%% Wilson intervals; paired difference with an adapter) "
+        "and, with --prompts, the adapter's win rate judged in both orders (95%% interval).",
+    )
+    p.add_argument(
+        "--model",
+        help="base model: 'default', a .gguf, a model folder (default: the adapter's own base, else 'default')",
+    )
+    p.add_argument(
+        "--adapter",
+        help="an adapter folder (adapters.safetensors) or a run folder (uses RUN/adapters)",
+    )
+    p.add_argument("--seed", type=int, default=1234, help="seed of the held-out set (default 1234)")
+    p.add_argument(
+        "--levels",
+        default="add1,add2,sub2,mul1",
+        help="comma-separated difficulty levels (default add1,add2,sub2,mul1; also add3, mul2)",
+    )
+    p.add_argument("--per-level", type=int, default=100, help="problems per level (default 100)")
+    p.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer (default 64)")
+    p.add_argument("--no-accuracy", action="store_true", help="skip the held-out accuracy")
+    p.add_argument(
+        "--prompts",
+        help="JSONL ('prompt' field) or text file of prompts for the win rate (needs --adapter)",
+    )
+    p.add_argument(
+        "--judge",
+        choices=["judge", "reward_model", "python"],
+        default="judge",
+        help="who compares the pairs: judge (the base model picks A or B), reward_model, python (default judge)",
+    )
+    p.add_argument(
+        "--reward-model", help="for --judge reward_model: a sequence-classification model folder"
+    )
+    p.add_argument(
+        "--function", help="for --judge python: 'package.module:function' with the reward signature"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="prompts generated together (default 64)"
+    )
+    p.add_argument(
+        "--output", "-o", default="eval.json", help="the JSON result file (default eval.json)"
+    )
+    p.set_defaults(run=run)
+
+
+def _adapter_dir(spec: str) -> Path:
+    path = Path(spec)
+    if (path / "adapters.safetensors").is_file():
+        return path
+    if (path / "adapters" / "adapters.safetensors").is_file():
+        return path / "adapters"
+    raise UserError(
+        f"no adapters.safetensors in {spec} or {spec}/adapters: pass an adapter folder or a run folder"
+    )
+
+
+def _config(args: argparse.Namespace, adapter: Path | None) -> Any:
+    from lsp_mlx import config as cfg
+
+    overrides: dict[str, Any] = {"train.micro_batch_size": 8}
+    model = args.model
+    if adapter is not None:
+        meta = (
+            json.loads((adapter / "adapter_config.json").read_text())
+            if (adapter / "adapter_config.json").is_file()
+            else {}
+        )
+        lora = meta.get("lora_parameters", {})
+        for key in ("rank", "scale", "dropout", "keys"):
+            if key in lora:
+                overrides[f"lora.{key}"] = lora[key]
+        if "num_layers" in meta:
+            overrides["lora.num_layers"] = meta["num_layers"]
+        if model is None and meta.get("model") and Path(meta["model"]).exists():
+            model = meta["model"]
+        if meta.get("base_model"):
+            overrides["model.base_model"] = meta["base_model"]
+    overrides["model.path"] = model or "default"
+    return cfg.load(None, overrides)
+
+
+def _check(args: argparse.Namespace) -> None:
+    if args.per_level < 1:
+        raise UserError("--per-level must be >= 1")
+    from lsp_mlx.evaluation.heldout import LEVELS
+
+    unknown = [lv for lv in args.levels.split(",") if lv.strip() and lv.strip() not in LEVELS]
+    if unknown and not args.no_accuracy:
+        raise UserError(f"--levels: unknown level {unknown[0]!r}; known: {', '.join(LEVELS)}")
+    if args.max_tokens < 1:
+        raise UserError("--max-tokens must be >= 1")
+    if args.prompts and not args.adapter:
+        raise UserError("--prompts compares an adapter with its base: also pass --adapter")
+    if args.no_accuracy and not args.prompts:
+        raise UserError("--no-accuracy leaves nothing to measure: drop it or pass --prompts")
+    if args.judge == "reward_model" and args.prompts and not args.reward_model:
+        raise UserError("--judge reward_model needs --reward-model FOLDER")
+    if args.judge == "python" and args.prompts and (not args.function or ":" not in args.function):
+        raise UserError("--judge python needs --function package.module:function")
+
+
+def _progress(label: str) -> Any:
+    start = time.perf_counter()
+
+    def report(done: int, total: int) -> None:
+        print(
+            f"\r{label}: {done}/{total} ({time.perf_counter() - start:.0f}s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
+        if done == total:
+            print(file=sys.stderr)
+
+    return report
+
+
+def accuracy_section(backend: Any, args: argparse.Namespace, with_adapter: bool) -> dict[str, Any]:
+    from lsp_mlx.evaluation.heldout import answer_problems, grade, make_arithmetic_set
+    from lsp_mlx.evaluation.stats import paired_difference, wilson_interval
+
+    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    try:
+        problems = make_arithmetic_set(args.seed, args.per_level, levels)
+    except ValueError as e:
+        raise UserError(f"--levels: {e}") from None
+    runs = {"base": False, **({"adapter": True} if with_adapter else {})}
+    graded = {}
+    for name, adapter in runs.items():
+        texts = answer_problems(
+            backend,
+            problems,
+            adapter,
+            args.max_tokens,
+            args.batch_size,
+            _progress(f"{name} answers"),
+        )
+        graded[name] = grade(problems, texts)
+    out: dict[str, Any] = {
+        "seed": args.seed,
+        "levels": levels,
+        "per_level": args.per_level,
+        "max_tokens": args.max_tokens,
+        "by_level": {},
+        "samples": [],
+    }
+    for level in [*levels, "all"]:
+        idx = [i for i, p in enumerate(problems) if level == "all" or p.level == level]
+        row: dict[str, Any] = {}
+        for name in runs:
+            hits = [graded[name][i].correct for i in idx]
+            row[name] = wilson_interval(sum(hits), len(hits)).to_dict()
+        if with_adapter:
+            diff = paired_difference(
+                [graded["adapter"][i].correct for i in idx],
+                [graded["base"][i].correct for i in idx],
+            )
+            row["difference"] = diff.to_dict()
+            row["difference"]["excludes_zero"] = diff.excludes(0.0)
+        if level == "all":
+            out["all"] = row
+        else:
+            out["by_level"][level] = row
+    for i, p in enumerate(problems):
+        sample = {"question": p.question, "answer": p.answer, "level": p.level}
+        for name in runs:
+            g = graded[name][i]
+            sample[name] = {
+                "completion": g.completion,
+                "extracted": g.extracted,
+                "correct": g.correct,
+            }
+        out["samples"].append(sample)
+    return out
+
+
+def win_rate_section(backend: Any, args: argparse.Namespace) -> dict[str, Any]:
+    from lsp_mlx.evaluation.pairwise import answer_prompts, judge_pairs, read_prompts
+    from lsp_mlx.evaluation.stats import win_rate
+
+    prompts = read_prompts(args.prompts)
+    scorer = None
+    if args.judge == "reward_model":
+        scorer = backend.load_reward_model(args.reward_model)
+    elif args.judge == "python":
+        from lsp_mlx.rewards.python_fn import load_function
+
+        scorer = load_function(args.function)
+    base = answer_prompts(backend, prompts, False, args.max_tokens, args.batch_size)
+    adapted = answer_prompts(backend, prompts, True, args.max_tokens, args.batch_size)
+    results = judge_pairs(backend, prompts, base, adapted, scorer)
+    wr = win_rate([r.outcome for r in results])
+    return {
+        "judge": args.judge,
+        "prompts": len(prompts),
+        "win_rate": {**wr.to_dict(), "excludes_half": wr.excludes(0.5)},
+        "wins": sum(r.outcome == 1.0 for r in results),
+        "ties_or_split": sum(r.outcome == 0.5 for r in results),
+        "losses": sum(r.outcome == 0.0 for r in results),
+        "order_agreement": sum(r.adapter_first == r.adapter_second for r in results) / len(results),
+        "pairs": [r.__dict__ | {"outcome": r.outcome} for r in results],
+    }
+
+
+def _pct(d: dict[str, Any]) -> str:
+    return f"{100 * d['estimate']:5.1f}% [{100 * d['ci_low']:5.1f}, {100 * d['ci_high']:5.1f}]"
+
+
+def print_table(result: dict[str, Any]) -> None:
+    acc = result.get("accuracy")
+    if acc:
+        has_adapter = "adapter" in acc["all"]
+        head = f"{'level':<8}{'n':>5}  {'base':<24}" + (
+            f"{'adapter':<24}{'adapter - base':<26}" if has_adapter else ""
+        )
+        print("held-out arithmetic accuracy (exact match, 95% CI)")
+        print(head)
+        for level, row in [*acc["by_level"].items(), ("all", acc["all"])]:
+            line = f"{level:<8}{row['base']['n']:>5}  {_pct(row['base']):<24}"
+            if has_adapter:
+                d = row["difference"]
+                line += f"{_pct(row['adapter']):<24}{100 * d['estimate']:+5.1f} [{100 * d['ci_low']:+5.1f}, {100 * d['ci_high']:+5.1f}]"
+            print(line)
+    wr = result.get("win_rate")
+    if wr:
+        w = wr["win_rate"]
+        print(
+            f"\nwin rate of the adapter vs base ({wr['judge']}, {wr['prompts']} prompts, both orders): "
+            f"{_pct(w)}  wins {wr['wins']} / ties {wr['ties_or_split']} / losses {wr['losses']}; "
+            f"the two orders agree on {100 * wr['order_agreement']:.0f}%"
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    adapter = _adapter_dir(args.adapter) if args.adapter else None
+    config = _config(args, adapter)
+    from lsp_mlx.backends import get_backend
+
+    backend = get_backend(config)
+    if adapter is not None:
+        backend.load_adapter(adapter)
+    result: dict[str, Any] = {
+        "model": config.model.path,
+        "base_model": config.model.base_model,
+        "adapter": str(adapter) if adapter else None,
+    }
+    if not args.no_accuracy:
+        result["accuracy"] = accuracy_section(backend, args, adapter is not None)
+    if args.prompts:
+        result["win_rate"] = win_rate_section(backend, args)
+    print_table(result)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"\nwrote {out}")
+    return 0

@@ -1,0 +1,144 @@
+"""`lsp-mlx eval` end to end on the real tiny model: a trained adapter vs its base."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("evalrun") / "run"
+    r = run_cli(
+        "train",
+        "--config",
+        str(REPO / "configs" / "tiny.yaml"),
+        "--model",
+        str(tiny_model),
+        "--iterations",
+        "1",
+        "--run-dir",
+        str(run_dir),
+        "--set",
+        "train.learning_rate=0.05",
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    return run_dir
+
+
+def test_eval_accuracy_and_win_rate(tiny_model: Path, tiny_run: Path, tmp_path: Path):
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": p}) + "\n" for p in ("Say hi", "Count to 3", "Name a colour"))
+    )
+    out = tmp_path / "eval.json"
+    r = run_cli(
+        "eval",
+        "--model",
+        str(tiny_model),
+        "--adapter",
+        str(tiny_run),
+        "--levels",
+        "add1,sub2",
+        "--per-level",
+        "4",
+        "--max-tokens",
+        "4",
+        "--prompts",
+        str(prompts),
+        "--output",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "held-out arithmetic accuracy" in r.stdout and "win rate of the adapter" in r.stdout
+    result = json.loads(out.read_text())
+    acc = result["accuracy"]
+    assert set(acc["by_level"]) == {"add1", "sub2"} and acc["all"]["base"]["n"] == 8
+    for row in [*acc["by_level"].values(), acc["all"]]:
+        for key in ("base", "adapter"):
+            assert 0.0 <= row[key]["ci_low"] <= row[key]["estimate"] <= row[key]["ci_high"] <= 1.0
+        assert (
+            row["difference"]["ci_low"]
+            <= row["difference"]["estimate"]
+            <= row["difference"]["ci_high"]
+        )
+    assert len(acc["samples"]) == 8 and {"completion", "correct"} <= set(
+        acc["samples"][0]["adapter"]
+    )
+    wr = result["win_rate"]
+    assert wr["prompts"] == 3 and wr["wins"] + wr["ties_or_split"] + wr["losses"] == 3
+    assert (
+        0.0
+        <= wr["win_rate"]["ci_low"]
+        <= wr["win_rate"]["estimate"]
+        <= wr["win_rate"]["ci_high"]
+        <= 1.0
+    )
+    for pair in wr["pairs"]:
+        assert pair["adapter_first"] in (0.0, 1.0) and pair["adapter_second"] in (0.0, 1.0)
+
+
+def test_eval_base_only_and_python_judge(tiny_model: Path, tiny_run: Path, tmp_path: Path):
+    out = tmp_path / "base.json"
+    r = run_cli(
+        "eval",
+        "--model",
+        str(tiny_model),
+        "--levels",
+        "add1",
+        "--per-level",
+        "3",
+        "--max-tokens",
+        "2",
+        "--output",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["adapter"] is None and "adapter" not in result["accuracy"]["all"]
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Say hi\nName a colour\n")
+    r = run_cli(
+        "eval",
+        "--adapter",
+        str(tiny_run / "adapters"),
+        "--no-accuracy",
+        "--prompts",
+        str(prompts),
+        "--judge",
+        "python",
+        "--function",
+        "lsp_mlx.rewards.heuristics:quality",
+        "--max-tokens",
+        "4",
+        "--output",
+        str(tmp_path / "wr.json"),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    wr = json.loads((tmp_path / "wr.json").read_text())["win_rate"]
+    assert (
+        wr["judge"] == "python" and wr["order_agreement"] == 1.0
+    )  # a scalar scorer has no positions
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prompts", "x.jsonl"], "also pass --adapter"),
+        (["--adapter", "/nonexistent"], "no adapters.safetensors"),
+        (["--no-accuracy"], "leaves nothing to measure"),
+        (["--levels", "add9"], "unknown level"),
+        (["--per-level", "0"], "--per-level must be >= 1"),
+    ],
+)
+def test_eval_bad_input_is_one_line(
+    args: list[str], message: str, tiny_model: Path, tmp_path: Path
+):
+    r = run_cli("eval", "--model", str(tiny_model), "--output", str(tmp_path / "x.json"), *args)
+    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
+        r.stderr
+    )
