@@ -133,3 +133,29 @@ def make_adapter_run(
     events.emit("run_end", status="finished")
     events.close()
     return run_dir
+
+
+def make_readable_tiny_model(folder: Path, seed: int = 5) -> Path:
+    """The tiny model, made to greedy-decode letters: every token that is not a lowercase letter
+    or a space gets a zero embedding row, hence logit 0 (embeddings are tied), which the
+    largest of ~27 random letter logits beats. Random-model text would otherwise be invalid
+    UTF-8 that decodes to identical replacement characters whatever the tokens."""
+    import mlx.core as mx
+    from tokenizers import Tokenizer
+
+    from lsp_mlx.models.tiny import make_tiny_model
+
+    make_tiny_model(folder, seed=seed)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    keep = [
+        i
+        for i in range(tokenizer.get_vocab_size())
+        if tokenizer.decode([i]) in set("abcdefghijklmnopqrstuvwxyz ")
+    ]
+    assert len(keep) == 27
+    weights = mx.load(str(folder / "model.safetensors"))
+    mask = mx.zeros((weights["model.embed_tokens.weight"].shape[0], 1))
+    mask[mx.array(keep)] = 1.0
+    weights["model.embed_tokens.weight"] = weights["model.embed_tokens.weight"] * mask
+    mx.save_safetensors(str(folder / "model.safetensors"), weights, metadata={"format": "mlx"})
+    return folder

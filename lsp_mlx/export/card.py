@@ -14,6 +14,8 @@ from typing import Any
 
 from lsp_mlx.export.history import CURVES_FILE, RunHistory
 
+MARKER_TAG = "lsp-mlx"  # every card we write has it; the exporter recognises its own folders by it
+
 # the metrics a reader cares about first, in this order (names from lsp_mlx.trainer)
 KEY_METRICS = [
     "reward/solver_mean",
@@ -275,7 +277,16 @@ def render_card(info: CardInfo) -> str:
     """The full ``README.md``: YAML metadata for the Hub, then the text."""
     from huggingface_hub import ModelCardData
 
-    tags = ["lsp-mlx", "self-play", f"game:{info.game}", info.game, "lora", "peft", "mlx", "mlx-lm"]
+    tags = [
+        MARKER_TAG,
+        "self-play",
+        f"game:{info.game}",
+        info.game,
+        "lora",
+        "peft",
+        "mlx",
+        "mlx-lm",
+    ]
     data = ModelCardData(
         base_model=info.base_model,
         library_name="peft",

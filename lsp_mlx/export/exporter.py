@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lsp_mlx import __version__
 from lsp_mlx.errors import UserError
-from lsp_mlx.export.card import CardInfo, base_license, render_card
+from lsp_mlx.export.card import MARKER_TAG, CardInfo, base_license, render_card
 from lsp_mlx.export.history import CURVES_FILE, plot_curves, read_history
 from lsp_mlx.export.peft import write_peft_adapter
 from lsp_mlx.export.source import (
@@ -32,7 +31,6 @@ from lsp_mlx.export.source import (
 )
 
 FUSED_DIR = "fused"
-MARKER_KEY = "lsp_mlx"  # in adapter_config.json: marks a folder as ours (safe to replace)
 
 
 @dataclass
@@ -48,28 +46,34 @@ class ExportResult:
 
 
 def _check_out_dir(out: Path, source: AdapterSource) -> None:
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise UserError(f"--out {out} is a file: pass a folder path")
     try:
         out.resolve().relative_to(source.root.resolve())
         inside = True
     except ValueError:
         inside = False
-    if inside or out.resolve() == source.adapter_dir.resolve():
+    if inside:
         raise UserError(f"--out {out} is inside the source {source.root}: pass a folder outside it")
-    entries = [p for p in out.iterdir()]
-    if not entries:
+    if not out.exists():
         return
-    try:
-        ours = MARKER_KEY in json.loads((out / ADAPTER_CONFIG).read_text())
-    except (OSError, ValueError, TypeError):
-        ours = False
-    if not ours:
+    if not out.is_dir():
+        raise UserError(f"--out {out} is a file: pass a folder path")
+    if not any(out.iterdir()):
+        return
+    if not _is_export(out):
         raise UserError(
             f"--out {out} exists and is not an lsp-mlx export: pass a new or empty folder"
         )
+
+
+def _is_export(folder: Path) -> bool:
+    from huggingface_hub import ModelCard
+
+    try:
+        config = json.loads((folder / ADAPTER_CONFIG).read_text())
+        tags = ModelCard.load(folder / "README.md").data.tags or []
+    except Exception:  # unreadable or foreign files: not ours
+        return False
+    return isinstance(config, dict) and "peft_type" in config and MARKER_TAG in tags
 
 
 def _approximate_base(model_dir: Path | None) -> str | None:
@@ -90,7 +94,7 @@ def _approximate_base(model_dir: Path | None) -> str | None:
     return None
 
 
-def _mlx_config(source: AdapterSource, base_ref: str) -> dict[str, Any]:
+def _mlx_config(source: AdapterSource) -> dict[str, Any]:
     cfg = source.adapter_config
     if cfg.get("fine_tune_type", "lora") != "lora":
         raise UserError(
@@ -102,12 +106,12 @@ def _mlx_config(source: AdapterSource, base_ref: str) -> dict[str, Any]:
             raise UserError(
                 f"{source.adapter_dir / ADAPTER_CONFIG} has no {key!r}: it is not an mlx-lm adapter config"
             )
-    # no "model": that is a path on the training machine, meaningless (and private) elsewhere
+    # Only the keys mlx-lm's load_adapters reads: PEFT warns about each key LoraConfig lacks.
+    # No "model" either: a path on the training machine is meaningless (and private) elsewhere.
     return {
         "fine_tune_type": "lora",
         "num_layers": cfg["num_layers"],
         "lora_parameters": cfg["lora_parameters"],
-        "base_model": base_ref,
     }
 
 
@@ -141,7 +145,7 @@ def export_adapter(
             f"the base model has no Hub id (using the local path {base_ref} in the PEFT config): "
             "pass --base-model ORG/NAME so others can load the adapter"
         )
-    mlx_config = _mlx_config(source, base_ref)
+    mlx_config = _mlx_config(source)
     license_, license_source = base_license(model_dir, base_id)
     if license_ == "other":
         warnings.append(f"license: {license_source}; the card says 'license: other'")
@@ -163,10 +167,7 @@ def export_adapter(
             base_ref,
             model_dir,
         )
-        meta = {"version": __version__, "game": game, "iteration": source.iteration}
-        (tmp / ADAPTER_CONFIG).write_text(
-            json.dumps({**mlx_config, **peft, MARKER_KEY: meta}, indent=2)
-        )
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps({**mlx_config, **peft}, indent=2))
         has_curves = plot_curves(
             history, tmp / CURVES_FILE, f"{game} self-play on {base_id or Path(base_ref).name}"
         )

@@ -175,13 +175,11 @@ def resolve_source(path: str | Path, checkpoint: int | None = None) -> AdapterSo
                 f"{root} is an adapter folder, not a run: --checkpoint only applies to run folders"
             )
         config = _read_json(root / ADAPTER_CONFIG)
-        meta = config.get("lsp_mlx") or {}
         return AdapterSource(
             kind="adapter",
             root=root,
             adapter_dir=root,
             adapter_config=config,
-            iteration=meta.get("iteration"),
             model_path=config.get("model"),
             base_model=config.get("base_model") or config.get("base_model_name_or_path"),
         )
