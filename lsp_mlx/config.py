@@ -85,6 +85,7 @@ class TrainConfig:
     checkpoint_every: int = _f(10, "save a checkpoint every K iterations (0: only at the end)")
     keep_checkpoints: int = _f(3, "keep the newest K checkpoints (0: keep all)")
     run_dir: str = _f("runs/lsp", "where events.jsonl, config.yaml and checkpoints go")
+    print_games: int = _f(1, "games printed to the terminal per iteration (query and best/worst answer)")
     backend: str = _f("mlx", "mlx or torch")
 
 
@@ -254,6 +255,7 @@ def validate(config: Config) -> None:
         (t.max_grad_norm >= 0, "train.max_grad_norm must be >= 0"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
         (t.keep_checkpoints >= 0, "train.keep_checkpoints must be >= 0"),
+        (t.print_games >= 0, "train.print_games must be >= 0"),
         (lo.rank >= 1, f"lora.rank must be >= 1, got {lo.rank}"),
         (0 <= lo.dropout < 1, f"lora.dropout must be in [0, 1), got {lo.dropout}"),
         (lo.num_layers == -1 or lo.num_layers >= 1, "lora.num_layers must be -1 (all) or >= 1"),

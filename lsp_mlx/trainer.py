@@ -26,6 +26,7 @@ from typing import Any
 
 from lsp_mlx import checkpoint as ckpt
 from lsp_mlx import config as cfg
+from lsp_mlx import distributed
 from lsp_mlx.control import ControlReader
 from lsp_mlx.errors import UserError
 from lsp_mlx.events import EVENTS_FILE, EventWriter
@@ -74,6 +75,7 @@ class Trainer:
         self.run_dir = Path(config.train.run_dir)
         self.resume = resume
         self.is_main = rank == 0
+        self.dist = distributed.World()  # [distributed] replaced in run() when a launcher started us
         self._stop = False
         self._checkpoint_now = False
         self._paused = False
@@ -129,7 +131,7 @@ class Trainer:
             signal.signal(signal.SIGUSR1, checkpoint_now)
 
     # ----------------------------------------------------------- control
-    def _poll_control(self) -> None:
+    def _poll_control(self, wait: bool = True) -> None:
         for command in self.control.poll():
             if command == "stop":
                 self._stop = True
@@ -140,9 +142,27 @@ class Trainer:
                 if paused != self._paused:
                     self._paused = paused
                     self.events.emit("state", state="paused" if paused else "running")
-        while self._paused and not self._stop:
+        while wait and self._paused and not self._stop:
             time.sleep(0.2)
             self._poll_control()
+
+    def _control_point(self) -> None:
+        """[distributed] Poll the control channel; with several ranks all adopt one decision.
+
+        Rank 0 reads the channel; a stop or checkpoint asked on any rank (a signal) counts;
+        while paused, the ranks re-agree every 0.2 s so no collective waits long.
+        """
+        if self.dist.size == 1:
+            self._poll_control()
+            return
+        while True:
+            if self.is_main:
+                self._poll_control(wait=False)
+            self._stop, self._checkpoint_now, self._paused = distributed.agree_control(
+                self.dist, self._stop, self._checkpoint_now, self._paused)
+            if not self._paused or self._stop:
+                return
+            time.sleep(0.2)
 
     # ----------------------------------------------------------- the loop
     def run(self) -> int:
@@ -151,7 +171,11 @@ class Trainer:
         from lsp_mlx.games import make_game
 
         blas = preload()
-        check_run_dir(self.run_dir, self.resume)
+        # [distributed] one World per process; rank 0 alone creates a new run folder
+        self.dist = distributed.init(self.config.train.backend)
+        self.is_main = self.dist.rank == 0
+        if self.is_main or self.resume:
+            check_run_dir(self.run_dir, self.resume)
         self._resolve_model()
         start, resume_from = self._prepare_resume()
         # Build everything that can fail on bad input before writing anything: a run folder
@@ -160,26 +184,32 @@ class Trainer:
         if resume_from is not None:
             backend.load_adapter(resume_from)
             backend.load_state(resume_from)
-            self._truncate_events(ckpt.read_state(resume_from).get("events_offset"))
+            if self.is_main:  # [distributed]
+                self._truncate_events(ckpt.read_state(resume_from).get("events_offset"))
         game = make_game(self.config, backend)
+        distributed.prepare(self.dist, backend, game, self.config.game.num_queries, start)  # [distributed]
         if self.is_main and not self.resume:
             tmp = self.run_dir / ".config.yaml.tmp"
             tmp.write_text(cfg.to_yaml(self.config))
             os.replace(tmp, self.run_dir / "config.yaml")
         self.events = EventWriter(self.run_dir, enabled=self.is_main)
         self.control = ControlReader(self.run_dir)
-        self.control.clear()
+        if self.is_main:  # [distributed] only rank 0 reads the control channel
+            self.control.clear()
+        self.dist.set_abort_hook(lambda message: self._fail(distributed.DistributedError(message)))
         info = backend.info()
         t = self.config.train
         self.events.emit("run_start", config=self.config.to_dict(), model=self.config.model.path,
                          base_model=self.config.model.base_model, backend=t.backend, device=info.get("device"),
                          blas=info.get("blas", blas), info=info, start_iteration=start, iterations=t.iterations,
-                         pid=os.getpid(), resumed=resume_from is not None)
+                         pid=os.getpid(), resumed=resume_from is not None, world=self.dist.size)
         self._log(f"model {self.config.model.path} | backend {t.backend} on {info.get('device')} "
                   f"({info.get('dtype')}) | BLAS: {info.get('blas', blas)} | "
                   f"{info.get('trainable_params', 0):,} trainable of {info.get('params', 0):,} params")
         if resume_from is not None:
             self._log(f"resuming from {resume_from.name} at iteration {start}")
+        if self.dist.size > 1:  # [distributed]
+            self._log(f"distributed: {self.dist.describe()}; solver seeding per {self.dist.seeding}")
         diagnostics = _diagnostics()
         self._install_signals()
         done = start - 1  # the last iteration whose update is applied
@@ -187,23 +217,25 @@ class Trainer:
         t_run = time.perf_counter()
         try:
             for it in range(start, t.iterations + 1):
-                self._poll_control()
+                self._control_point()  # [distributed]
                 if self._stop:
                     break
                 backend.seed(iteration_seed(t.seed, it))
                 backend.reset_peak_memory()
                 t0 = time.perf_counter()
-                self._interruptible = True
+                self._interruptible = self.dist.size == 1  # [distributed] ranks stop together
                 try:
                     rollout = game.play(backend, it)
                 finally:
                     self._interruptible = False
-                self._poll_control()
+                self._control_point()  # [distributed]
                 if self._stop:
                     break
                 t1 = time.perf_counter()
-                stats = backend.train_step(rollout.samples, t.beta, t.kl_estimator)
+                # [distributed] summed gradients, numbers reduced over ranks (identity for one)
+                stats = distributed.train_step(self.dist, backend, rollout.samples, t.beta, t.kl_estimator)
                 t2 = time.perf_counter()
+                rollout = distributed.reduce_rollout(self.dist, rollout)
                 done = it
                 metrics = {
                     **rollout.metrics,
@@ -230,6 +262,7 @@ class Trainer:
                     for w in warnings:
                         self._log(w, level="warning", iteration=it)
                 self._progress(it, metrics, time.perf_counter() - t_run, start)
+                self._print_games(rollout.games)
                 periodic = t.checkpoint_every > 0 and it % t.checkpoint_every == 0
                 if periodic or self._checkpoint_now:
                     self._save(backend, it, "control" if self._checkpoint_now and not periodic else "periodic")
@@ -246,12 +279,23 @@ class Trainer:
         if self._stop:
             status = "stopped"
         self._save(backend, done, "final" if status == "finished" else "signal")
+        self._shutdown()  # [distributed]
         self._log(f"{status} at iteration {done}; adapter in {self.run_dir / ckpt.ADAPTERS}")
         self.events.emit("run_end", status=status, iteration=done)
         self.events.close()
         return 0
 
     # ----------------------------------------------------------- helpers
+    def _shutdown(self) -> None:
+        """[distributed] A barrier before exit: no rank leaves while rank 0 still saves."""
+        try:
+            self.dist.barrier("shutdown")
+        except distributed.DistributedError as e:
+            self._fail(e)
+            raise
+        finally:
+            self.dist.close()
+
     def _save(self, backend: Any, iteration: int, reason: str) -> None:
         if not self.is_main or iteration < 1:
             return
@@ -274,6 +318,15 @@ class Trainer:
             self.events.emit("log", iteration=iteration, level=level, message=message)
             print(f"[{level}] {message}" if level != "info" else message, file=sys.stderr, flush=True)
 
+    def _print_games(self, games: list[Any]) -> None:
+        if not self.is_main:
+            return
+        for game in [g for g in games if g.valid and g.answers][: self.config.train.print_games]:
+            best, worst = game.best(), game.worst()
+            print(f"    Q: {_clip(game.query, 110)}", file=sys.stderr)
+            print(f"    best  (r={best.reward:.2f}, A={best.advantage:+.2f}): {_clip(best.text, 90)}", file=sys.stderr)
+            print(f"    worst (r={worst.reward:.2f}, A={worst.advantage:+.2f}): {_clip(worst.text, 90)}", file=sys.stderr, flush=True)
+
     def _progress(self, it: int, m: dict[str, float], elapsed: float, start: int) -> None:
         if not self.is_main:
             return
@@ -287,6 +340,11 @@ class Trainer:
               f"challenger {m.get('reward/challenger_mean', 0):+.3f} | loss {m['loss']:+.4f} | "
               f"kl {m['kl']:.4f} | {m['tokens_per_sec']:.0f} tok/s | {m['time/iteration']:.1f}s | "
               f"eta {eta / 60:.1f} min", file=sys.stderr, flush=True)
+
+
+def _clip(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def _diagnostics() -> Any:
