@@ -247,3 +247,16 @@ def test_fuse_dequantizes_a_quantized_base(tiny_model: Path, tmp_path: Path) -> 
     assert np.abs(ours - _logits(quantized)).max() > 1e-2
     # a quantized base is named in the card: PEFT users load the full-precision one
     assert "quantized copy of the base" in (result.out_dir / "README.md").read_text()
+
+
+def test_card_snippets_run(export_dir: Path) -> None:
+    """The card's Python snippets (mlx-lm, PEFT, fused) run as written, on this export."""
+    text = (export_dir / "README.md").read_text()
+    snippets = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert len(snippets) == 3
+    for code in snippets:
+        if "peft" in code:
+            pytest.importorskip("peft")
+        namespace: dict[str, object] = {}
+        exec(code.replace("path/to/this/folder", str(export_dir)), namespace)  # noqa: S102
+        assert "model" in namespace

@@ -214,7 +214,10 @@ def _usage(info: CardInfo) -> str:
         "```bash",
         "pip install mlx-lm",
         *(
-            [f"hf download {repo} --local-dir adapter  # --adapter-path takes a local folder"]
+            [
+                f"hf download {repo} adapters.safetensors adapter_config.json --local-dir adapter"
+                "  # --adapter-path takes a local folder"
+            ]
             if info.repo_id
             else []
         ),

@@ -198,7 +198,8 @@ def locate_base_model(source: AdapterSource, override: str | None = None) -> Pat
     from lsp_mlx.models import DEFAULT_BASE_MODEL, resolve_model
 
     if override:
-        return resolve_model(override).path
+        resolved = resolve_model(override)
+        return str(resolved.path) if resolved.source == "hub" else resolved.path
     if source.model_path and Path(source.model_path).expanduser().is_dir():
         return Path(source.model_path).expanduser()
     dequantize = (source.run_config.get("model") or {}).get("dequantize")
