@@ -95,7 +95,7 @@ class DashboardApp(App[int]):
                         for label, key in TILES:
                             yield MetricRow(label, key)
                 yield GamesTable(compact=True, id="recent-games")
-                yield LogPane(levels={"warning", "error", "tui"}, id="problems")
+                yield LogPane(levels={"warning", "error", "tui"}, wrap=False, id="problems")
             with Grid(id="plots"):
                 for plot_id, title, series in PLOTS:
                     yield MetricPlot(title, series, id=plot_id)

@@ -9,7 +9,9 @@ never parsed as markup: a Solver answer containing ``[bold]`` is shown as writte
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+from rich.style import Style
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
@@ -21,6 +23,9 @@ from lsp_mlx.records import Game
 
 from .format import clip, duration, number, printable, signed
 from .state import LogLine, RunState
+
+LEVEL_LABELS = {"warning": "WARN", "error": "ERROR", "info": "INFO", "tui": "TUI", "debug": "DEBUG"}
+STATUSES = ("waiting", "running", "paused", "stopping", "finished", "stopped", "error", "lost")
 
 # (label, metric key) for the compact sparkline rows of the dashboard.
 TILES: list[tuple[str, str]] = [
@@ -115,6 +120,9 @@ class MetricPlot(PlotextPlot):
 class RunPanel(Static):
     """Model, backend, config, progress, timing, memory and checkpoints of the run."""
 
+    # The colour of each status, set in dashboard.tcss.
+    COMPONENT_CLASSES = {f"status--{s}" for s in STATUSES}
+
     def __init__(self, config_label: str | None = None, **kwargs: object) -> None:
         super().__init__("", **kwargs)  # type: ignore[arg-type]
         self.config_label = config_label
@@ -136,9 +144,14 @@ class RunPanel(Static):
             cell = Text(value)
             if name == "Iteration":
                 cell.append(" · ")
-                cell.append(status, style=_status_style(status))
+                cell.append(status, style=self._style(f"status--{status}"))
             grid.add_row(name, cell)
         self.update(grid)
+
+    def _style(self, component: str) -> Style | str:
+        return (
+            self.get_component_rich_style(component) if component in self.COMPONENT_CLASSES else ""
+        )
 
     def rows(self, state: RunState, now: float) -> list[tuple[str, str]]:
         info = state.info
@@ -240,8 +253,15 @@ class GamesTable(DataTable):
 class LogPane(RichLog):
     """Log lines of the run; ``levels`` limits which ones (the dashboard shows only problems)."""
 
-    def __init__(self, levels: set[str] | None = None, **kwargs: object) -> None:
-        super().__init__(max_lines=5000, wrap=True, markup=False, **kwargs)  # type: ignore[arg-type]
+    # Colours per level and for the times, set in dashboard.tcss.
+    COMPONENT_CLASSES = {
+        "log--time",
+        "log--message-error",
+        *(f"log--{level}" for level in LEVEL_LABELS),
+    }
+
+    def __init__(self, levels: set[str] | None = None, wrap: bool = True, **kwargs: object) -> None:
+        super().__init__(max_lines=5000, wrap=wrap, markup=False, **kwargs)  # type: ignore[arg-type]
         self.levels = levels
         self.seen = 0
         self.generation = -1
@@ -253,28 +273,27 @@ class LogPane(RichLog):
             self.clear()
         for line in state.new_logs(self.seen):
             if self.levels is None or line.level in self.levels:
-                self.write(format_log(line, state.start_time))
+                self.write(format_log(line, state.start_time, self._style))
         self.seen = state.logs_seen
 
+    def _style(self, component: str) -> Style | str:
+        return (
+            self.get_component_rich_style(component) if component in self.COMPONENT_CLASSES else ""
+        )
 
-def format_log(line: LogLine, start: float | None) -> Text:
+
+def format_log(
+    line: LogLine, start: float | None, style: Callable[[str], Style | str] = lambda _: ""
+) -> Text:
     """``+H:MM:SS LEVEL message``; times are relative to the run start, so they never depend on the clock zone."""
     when = duration(line.time - start) if line.time is not None and start is not None else "—"
     level = LEVEL_LABELS.get(line.level, line.level.upper()[:5])
-    text = Text(f"+{when} " if when != "—" else "", style="dim")
-    text.append(f"{level:<5} ", style=LEVEL_STYLES.get(line.level, ""))
-    text.append(printable(line.message), style="red" if line.level == "error" else "")
+    text = Text(f"+{when} " if when != "—" else "", style=style("log--time"))
+    text.append(f"{level:<5} ", style=style(f"log--{line.level}"))
+    text.append(
+        printable(line.message), style=style("log--message-error") if line.level == "error" else ""
+    )
     return text
-
-
-LEVEL_LABELS = {"warning": "WARN", "error": "ERROR", "info": "INFO", "tui": "TUI", "debug": "DEBUG"}
-LEVEL_STYLES = {
-    "error": "bold red",
-    "warning": "yellow",
-    "info": "cyan",
-    "tui": "magenta",
-    "debug": "dim",
-}
 
 
 def _game_cells(game: Game) -> dict[str, Text]:
@@ -294,18 +313,6 @@ def _game_cells(game: Game) -> dict[str, Text]:
         ),
         "ch": Text(signed(game.challenger_advantage)),
     }
-
-
-def _status_style(status: str) -> str:
-    return {
-        "running": "bold green",
-        "paused": "bold yellow",
-        "stopping": "yellow",
-        "finished": "bold cyan",
-        "stopped": "cyan",
-        "error": "bold red",
-        "lost": "bold red",
-    }.get(status, "")
 
 
 def _tidy(value: str) -> str:
