@@ -106,7 +106,11 @@ def test_eval_base_only_and_python_judge(tiny_model: Path, tiny_run: Path, tmp_p
         "eval",
         "--adapter",
         str(tiny_run / "adapters"),
-        "--no-accuracy",
+        "--no-base",
+        "--levels",
+        "add1",
+        "--per-level",
+        "2",
         "--prompts",
         str(prompts),
         "--judge",
@@ -119,7 +123,9 @@ def test_eval_base_only_and_python_judge(tiny_model: Path, tiny_run: Path, tmp_p
         str(tmp_path / "wr.json"),
     )
     assert r.returncode == 0, r.stderr[-2000:]
-    wr = json.loads((tmp_path / "wr.json").read_text())["win_rate"]
+    result = json.loads((tmp_path / "wr.json").read_text())
+    assert set(result["accuracy"]["all"]) == {"adapter"}  # --no-base: the adapter alone
+    wr = result["win_rate"]
     assert (
         wr["judge"] == "python" and wr["order_agreement"] == 1.0
     )  # a scalar scorer has no positions
@@ -131,6 +137,7 @@ def test_eval_base_only_and_python_judge(tiny_model: Path, tiny_run: Path, tmp_p
         (["--prompts", "x.jsonl"], "also pass --adapter"),
         (["--adapter", "/nonexistent"], "no adapters.safetensors"),
         (["--no-accuracy"], "leaves nothing to measure"),
+        (["--no-base"], "--no-base needs --adapter"),
         (["--levels", "add9"], "unknown level"),
         (["--per-level", "0"], "--per-level must be >= 1"),
     ],

@@ -45,6 +45,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer (default 64)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the held-out accuracy")
     p.add_argument(
+        "--no-base",
+        action="store_true",
+        help="with --adapter: measure only the adapter's accuracy (e.g. for checkpoints along a curve)",
+    )
+    p.add_argument(
         "--prompts",
         help="JSONL ('prompt' field) or text file of prompts for the win rate (needs --adapter)",
     )
@@ -115,6 +120,8 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError(f"--levels: unknown level {unknown[0]!r}; known: {', '.join(LEVELS)}")
     if args.max_tokens < 1:
         raise UserError("--max-tokens must be >= 1")
+    if args.no_base and not args.adapter:
+        raise UserError("--no-base needs --adapter (without one there is only the base to measure)")
     if args.prompts and not args.adapter:
         raise UserError("--prompts compares an adapter with its base: also pass --adapter")
     if args.no_accuracy and not args.prompts:
@@ -151,6 +158,8 @@ def accuracy_section(backend: Any, args: argparse.Namespace, with_adapter: bool)
     except ValueError as e:
         raise UserError(f"--levels: {e}") from None
     runs = {"base": False, **({"adapter": True} if with_adapter else {})}
+    if with_adapter and args.no_base:
+        del runs["base"]
     graded = {}
     for name, adapter in runs.items():
         texts = answer_problems(
@@ -176,7 +185,7 @@ def accuracy_section(backend: Any, args: argparse.Namespace, with_adapter: bool)
         for name in runs:
             hits = [graded[name][i].correct for i in idx]
             row[name] = wilson_interval(sum(hits), len(hits)).to_dict()
-        if with_adapter:
+        if len(runs) == 2:
             diff = paired_difference(
                 [graded["adapter"][i].correct for i in idx],
                 [graded["base"][i].correct for i in idx],
@@ -235,17 +244,21 @@ def _pct(d: dict[str, Any]) -> str:
 def print_table(result: dict[str, Any]) -> None:
     acc = result.get("accuracy")
     if acc:
-        has_adapter = "adapter" in acc["all"]
-        head = f"{'level':<8}{'n':>5}  {'base':<24}" + (
-            f"{'adapter':<24}{'adapter - base':<26}" if has_adapter else ""
-        )
+        columns = [c for c in ("base", "adapter") if c in acc["all"]]
+        diff = "difference" in acc["all"]
         print("held-out arithmetic accuracy (exact match, 95% CI)")
-        print(head)
+        print(
+            f"{'level':<8}{'n':>5}  "
+            + "".join(f"{c:<24}" for c in columns)
+            + ("adapter - base" if diff else "")
+        )
         for level, row in [*acc["by_level"].items(), ("all", acc["all"])]:
-            line = f"{level:<8}{row['base']['n']:>5}  {_pct(row['base']):<24}"
-            if has_adapter:
+            line = f"{level:<8}{row[columns[0]]['n']:>5}  " + "".join(
+                f"{_pct(row[c]):<24}" for c in columns
+            )
+            if diff:
                 d = row["difference"]
-                line += f"{_pct(row['adapter']):<24}{100 * d['estimate']:+5.1f} [{100 * d['ci_low']:+5.1f}, {100 * d['ci_high']:+5.1f}]"
+                line += f"{100 * d['estimate']:+5.1f} [{100 * d['ci_low']:+5.1f}, {100 * d['ci_high']:+5.1f}]"
             print(line)
     wr = result.get("win_rate")
     if wr:
