@@ -1,0 +1,404 @@
+"""Data-parallel self-play on mx.distributed (issue 7): the rules, the collectives, and whole
+runs as real processes on localhost (ring backend over TCP, each test on its own ports)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_cli
+
+from lsp_mlx import distributed
+from lsp_mlx.errors import UserError
+from lsp_mlx.events import read_events
+
+
+def free_ports(n: int) -> int:
+    """A base port with ``n`` consecutive free TCP ports (the ring backend uses base + rank)."""
+    for _ in range(200):
+        base = random.randint(20000, 60000 - n)
+        try:
+            socks = []
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no free ports")
+
+
+def ring_env(tmp_path: Path, rank: int, size: int, base: int, **extra: str) -> dict[str, str]:
+    """What mlx.launch sets for a local ring rank, so a test can start (and kill) ranks itself."""
+    hostfile = tmp_path / f"hosts-{base}.json"
+    hostfile.write_text(json.dumps([[f"127.0.0.1:{base + r}"] for r in range(size)]))
+    return {
+        **os.environ,
+        "MLX_RANK": str(rank),
+        "MLX_HOSTFILE": str(hostfile),
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": "1",  # as lsp-mlx launch sets it for ranks sharing this CPU
+        **extra,
+    }
+
+
+# ------------------------------------------------------------------ the rules
+def test_shard_is_contiguous_and_covers_every_query_once():
+    for n in range(1, 12):
+        for size in range(1, 5):
+            shares = [distributed.shard(n, r, size) for r in range(size)]
+            assert [i for s in shares for i in s] == list(range(n))  # rank order = query order
+            assert max(map(len, shares)) - min(map(len, shares)) <= 1
+
+
+def test_seeds_depend_on_query_not_on_rank_count():
+    a = distributed.query_seed(0, 3, 5)
+    assert a == distributed.query_seed(0, 3, 5) and 0 <= a < 2**32
+    assert len({distributed.query_seed(0, it, i) for it in range(5) for i in range(8)}) == 40
+    assert distributed.rank_seed(0, 3, 1) != distributed.rank_seed(0, 3, 0)
+
+
+def test_single_process_world_is_the_identity(monkeypatch):
+    for key in (
+        "MLX_RANK",
+        "MLX_WORLD_SIZE",
+        "OMPI_COMM_WORLD_SIZE",
+        "TORCHELASTIC_RUN_ID",
+        "WORLD_SIZE",
+        "RANK",
+    ):
+        monkeypatch.delenv(key, raising=False)
+    world = distributed.init("mlx")
+    assert type(world) is distributed.World and (world.rank, world.size) == (0, 1)
+    assert world.seeding == "batch" and world.shard(5) == range(5)
+    assert world.all_sum([1.5, 2.0]) == [1.5, 2.0] and world.all_concat([1, 2]) == [1, 2]
+    assert distributed.agree_control(world, False, True, True) == (False, True, True)
+    assert world.gradient_reducer() is None
+
+
+def test_env_knobs_are_checked(monkeypatch):
+    monkeypatch.setenv(distributed.SEEDING_ENV, "per-rank")
+    with pytest.raises(UserError, match="use query"):
+        distributed.World()
+    monkeypatch.setenv(distributed.SEEDING_ENV, "query")
+    assert distributed.World().seeding == "query"
+    monkeypatch.setenv(distributed.TIMEOUT_ENV, "soon")
+    with pytest.raises(UserError, match="positive number of seconds"):
+        distributed.timeout_from_env()
+
+
+def test_launcher_and_backend_must_match(monkeypatch):
+    monkeypatch.setenv("MLX_RANK", "0")
+    with pytest.raises(UserError, match="torchrun --nproc_per_node"):
+        distributed.init("torch")
+    monkeypatch.delenv("MLX_RANK")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(UserError, match="mlx.launch -n K"):
+        distributed.init("mlx")
+
+
+# ------------------------------------------------------------------ collectives, 2 real ranks
+WORKER = textwrap.dedent("""
+    import json, os, signal, sys
+    from lsp_mlx.blas import preload
+    preload()
+    import mlx.core as mx
+    from lsp_mlx import distributed
+    world = distributed.init("mlx")
+    r = world.rank
+    out = {"size": world.size, "seeding": world.seeding, "shard": list(world.shard(5))}
+    out["concat"] = world.all_concat([{"rank": r, "x": 0.1 * (r + 1)}] * (r + 1))
+    out["sum"] = world.all_sum([0.1, r + 0.2])
+    grads = {"a": mx.full((2, 3), float(r + 1)), "b": {"c": mx.array([1.0, -1.0]) * (r + 1)}}
+    summed = world.gradient_reducer()(grads)
+    out["grads"] = [summed["a"].tolist(), summed["b"]["c"].tolist()]
+    try:
+        world.check_same("value", r)
+    except distributed.DistributedError as e:
+        out["check"] = str(e)
+    if sys.argv[1] == "hang" and r == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)  # alive but silent: the ring backend would wait forever
+    if sys.argv[1] == "die" and r == 1:
+        os._exit(9)
+    print(json.dumps(out), flush=True)
+    world.barrier("the last barrier")
+    print("done", flush=True)
+""")
+
+
+def start_ranks(
+    tmp_path: Path, script: str, args: list[str], size: int = 2, **env: str
+) -> list[subprocess.Popen]:
+    path = tmp_path / "worker.py"
+    path.write_text(script)
+    base = free_ports(size)
+    return [
+        subprocess.Popen(
+            [sys.executable, str(path), *args],
+            env=ring_env(tmp_path, r, size, base, **env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+        )
+        for r in range(size)
+    ]
+
+
+def test_collectives_over_two_ring_ranks(tmp_path):
+    procs = start_ranks(tmp_path, WORKER, ["ok"])
+    outs = [p.communicate(timeout=90) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    results = [json.loads(o.splitlines()[0]) for o, _ in outs]
+    for r, res in enumerate(results):
+        assert res["size"] == 2 and res["seeding"] == "query"
+        assert res["shard"] == [[0, 1], [2, 3, 4]][r]
+        assert res["concat"] == [
+            {"rank": 0, "x": 0.1},
+            {"rank": 1, "x": 0.2},
+            {"rank": 1, "x": 0.2},
+        ]
+        assert res["sum"] == [0.1 + 0.1, 0.2 + 1.2]  # float64, added in rank order: exact
+        assert res["grads"] == [
+            [[3.0] * 3] * 2,
+            [3.0, -3.0],
+        ]  # the SUM of the ranks' gradients, not the mean
+        assert "rank 1 has a different value than rank 0" in res["check"]
+
+
+def test_lost_rank_is_a_clear_error(tmp_path):
+    procs = start_ranks(tmp_path, WORKER, ["die"])
+    out0, err0 = procs[0].communicate(timeout=60)
+    procs[1].wait(timeout=10)
+    assert (
+        procs[0].returncode == 1 and "DistributedError" in err0
+    )  # uncaught here: the CLI prints it
+    assert "lost the other ranks during the last barrier" in err0
+
+
+def test_watchdog_ends_a_hung_collective(tmp_path):
+    procs = start_ranks(tmp_path, WORKER, ["hang"], **{distributed.TIMEOUT_ENV: "4"})
+    try:
+        t0 = time.monotonic()
+        _, err0 = procs[0].communicate(timeout=60)
+        assert procs[0].returncode == distributed.DistributedError.exit_code
+        assert time.monotonic() - t0 < 45
+        assert "rank 0 waited more than 4s for the other ranks during the last barrier" in err0
+    finally:
+        procs[1].kill()
+        procs[1].wait()
+
+
+# ------------------------------------------------------------------ whole runs
+def train_args(tiny_model: Path, run_dir: Path, iterations: int = 2, *extra: str) -> list[str]:
+    return [
+        "--config",
+        "configs/tiny.yaml",
+        "--model",
+        str(tiny_model),
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        str(iterations),
+        *extra,
+    ]
+
+
+def adapter(run_dir: Path) -> dict:
+    import mlx.core as mx
+
+    return mx.load(str(run_dir / "adapters" / "adapters.safetensors"))
+
+
+def test_two_ranks_equal_one_rank(tiny_model, tmp_path):
+    """mlx.launch -n 2 (through lsp-mlx launch) and one process, same N queries and seeds."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    ref = run_cli("train", *train_args(tiny_model, one), env={distributed.SEEDING_ENV: "query"})
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    dp = run_cli(
+        "launch", "-n", "2", "--port", str(free_ports(2)), "--", *train_args(tiny_model, two)
+    )
+    assert dp.returncode == 0, dp.stderr[-3000:]
+    assert "mlx.launch -n 2 --backend ring" in dp.stderr and "distributed: 2 ranks" in dp.stderr
+
+    import mlx.core as mx
+
+    a, b = adapter(one), adapter(two)
+    assert a.keys() == b.keys()
+    assert max(mx.abs(v).max().item() for k, v in b.items() if "lora_b" in k) > 1e-3  # it did learn
+    for k in a:  # lr is 1e-3: a missing or doubled gradient would move weights by ~1e-3
+        assert mx.allclose(a[k], b[k], atol=1e-4).item(), k
+
+    ev1, ev2 = read_events(one), read_events(two)
+    assert [e["type"] for e in ev2].count("run_start") == 1 and ev2[0][
+        "world"
+    ] == 2  # rank 0 alone writes
+
+    def games(ev: list[dict]) -> list[tuple]:
+        return [
+            (e["iteration"], e["index"], e["query"], [x["text"] for x in e["answers"]])
+            for e in ev
+            if e["type"] == "game"
+        ]
+
+    assert games(ev1) == games(ev2) and len(games(ev2)) == 4
+    m1, m2 = ([e["metrics"] for e in ev if e["type"] == "metrics"] for ev in (ev1, ev2))
+    assert m2[0]["challenger/invalid"] == 0.0  # both ranks had a query, so both added gradients
+    for x, y in zip(m1, m2):
+        for key in (
+            "loss",
+            "grad_norm",
+            "kl",
+            "reward/solver_mean",
+            "reward/challenger_mean",
+            "advantage/challenger_abs_mean",
+            "trained_tokens",
+            "answer_tokens_mean",
+        ):
+            assert y[key] == pytest.approx(x[key], rel=1e-4, abs=1e-6), (
+                key
+            )  # grad_norm: summed, not averaged
+    assert ev2[-1]["type"] == "run_end" and ev2[-1]["status"] == "finished"
+
+
+def test_killed_rank_makes_the_other_exit(tiny_model, tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "lsp_mlx", "train", *train_args(tiny_model, run_dir, 40)]
+    base = free_ports(2)
+    procs = [
+        subprocess.Popen(
+            cmd,
+            env=ring_env(tmp_path, r, 2, base),
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while not any(
+            e["type"] == "metrics"
+            for e in read_events(run_dir)
+            if (run_dir / "events.jsonl").exists()
+        ):
+            assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()[
+                1
+            ][-3000:]
+            time.sleep(0.3)
+        procs[1].send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        _, err = procs[0].communicate(timeout=60)
+        assert time.monotonic() - t0 < 60
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode == distributed.DistributedError.exit_code, err[-3000:]
+    assert "lsp-mlx: error: distributed: rank 0 lost the other ranks during" in err
+    end = read_events(run_dir)[-1]
+    assert (
+        end["type"] == "run_end"
+        and end["status"] == "error"
+        and "lost the other ranks" in end["error"]
+    )
+
+
+# ------------------------------------------------------------------ commands
+def test_train_distributed_prints_the_launch_commands(capsys):
+    from lsp_mlx.cli import main
+
+    assert (
+        main(
+            ["train", "--config", "configs/tiny.yaml", "--run-dir", "runs/x", "--distributed", "3"]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "mlx.launch -n 3 --backend ring " in out and " --starting-port 32323 -- " in out
+    assert " -m lsp_mlx train --config configs/tiny.yaml --run-dir runs/x" in out
+    assert "mlx.launch --hostfile hosts.json" in out and '"ips"' in out
+    assert (
+        "torchrun --standalone --nproc-per-node=3 -m lsp_mlx train --config configs/tiny.yaml "
+        "--run-dir runs/x --backend torch"
+    ) in out
+    assert "--nnodes=2 --rdzv-backend=c10d" in out
+
+
+def test_launch_checks_the_train_arguments_first(capsys):
+    from lsp_mlx.cli import main
+
+    assert (
+        main(
+            [
+                "launch",
+                "-n",
+                "2",
+                "--print",
+                "--",
+                "--config",
+                "configs/tiny.yaml",
+                "--backend",
+                "torch",
+            ]
+        )
+        == 0
+    )
+    assert capsys.readouterr().out.startswith(
+        "torchrun --standalone --nproc-per-node=2 -m lsp_mlx train"
+    )
+    assert (
+        main(
+            [
+                "launch",
+                "--print",
+                "--",
+                "--config",
+                "configs/tiny.yaml",
+                "--set",
+                "game.num_queries=0",
+            ]
+        )
+        == 2
+    )
+    assert "num_queries" in capsys.readouterr().err
+    assert main(["launch", "--print", "--", "--bogus"]) == 2
+    assert "does not take --bogus" in capsys.readouterr().err
+
+
+class _TwoRankStub(distributed.World):
+    """Only for the checks `prepare` makes before any collective: they need the rank count, not peers."""
+
+    size = 2
+
+
+def test_prepare_refuses_what_cannot_run_data_parallel():
+    class NotSplittable:
+        name = "sqlm"
+
+    with pytest.raises(UserError, match="game sqlm does not run data-parallel yet"):
+        distributed.prepare(
+            _TwoRankStub(), backend=None, game=NotSplittable(), num_queries=8, start=1
+        )
+
+    class Splittable:
+        name = "lsp"
+        supports_distributed = True
+
+    with pytest.raises(UserError, match="set game.num_queries to at least 2"):
+        distributed.prepare(_TwoRankStub(), backend=None, game=Splittable(), num_queries=1, start=1)
