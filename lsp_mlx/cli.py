@@ -15,7 +15,7 @@ import sys
 from lsp_mlx import __version__
 from lsp_mlx.errors import UserError
 
-COMMANDS = ["train", "tui", "export", "chat", "generate", "eval", "control"]
+COMMANDS = ["train", "tui", "export", "chat", "generate", "eval", "control", "launch"]
 
 
 def build_parser() -> argparse.ArgumentParser:
