@@ -16,6 +16,16 @@ alpha_Ch = 1.0; queries are parsed between <input> markers (the generation promp
 the start marker); a query that comes out empty is masked out of both losses and of the
 Challenger baseline, and counted in ``challenger/invalid``; completion tokens include the
 EOS token when the model stopped, so it also learns when to stop.
+
+Data-parallel runs (`lsp_mlx.distributed`, issue 7): ``self.dist`` is the `World`. Every rank
+draws the same N queries (the trainer seeds every rank alike) and plays its contiguous share;
+a query's G answers stay on its rank, so V(q_i) and the Solver advantages are local. The
+Challenger baseline ``Vbar``, the number of live queries in the weights 1/(N*G) and alpha_Ch/N,
+the game records and the metrics are global (gathered in query order). Solver seeding rule:
+with ``dist.seeding == "query"`` query i's answers are drawn with
+``query_seed(train.seed, iteration, i)``, one query at a time, so the answers do not depend on
+the rank count; with ``"batch"`` a rank samples all its answers in one batch, from the
+iteration's stream (one process) or from ``rank_seed(train.seed, iteration, rank)``.
 """
 
 from __future__ import annotations
@@ -23,8 +33,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from lsp_mlx.distributed import World, query_seed, rank_seed
 from lsp_mlx.games.advantages import (
-    challenger_advantages,
     challenger_rewards,
     group_values,
     mean,
@@ -44,24 +54,45 @@ if TYPE_CHECKING:
 
 
 class LSPGame:
+    supports_distributed = True  # [distributed]
+
     def __init__(self, config: Config, reward: RewardFn, judge: Judge | None) -> None:
         self.config = config
         self.name = config.game.name
         self.reward = reward
         self.judge = judge  # None for LSP-Zero
+        self.dist = World()  # [distributed] the trainer sets the launched World
 
     def _trained_tokens(self, backend: Backend, c: Completion) -> list[int]:
         eos = getattr(backend, "eos_token_id", None)
         return c.tokens + [eos] if c.finish_reason == "stop" and eos is not None else list(c.tokens)
 
+    def _solve(self, backend: Backend, prompts: list[list[int]], indices: list[int], iteration: int) -> list[list[Completion]]:
+        """[distributed] G answers per prompt, seeded by the rule in the module docstring."""
+        g = self.config.game
+        kw = {"n": g.group_size, "max_tokens": g.solver_max_tokens, "temperature": g.temperature, "top_p": g.top_p}
+        if self.dist.seeding == "query":
+            out: list[list[Completion]] = []
+            for prompt, i in zip(prompts, indices):
+                backend.seed(query_seed(self.config.train.seed, iteration, i))
+                out += backend.generate([prompt], **kw)
+            return out
+        if self.dist.size > 1:
+            backend.seed(rank_seed(self.config.train.seed, iteration, self.dist.rank))
+        return backend.generate(prompts, **kw)
+
     def play(self, backend: Backend, iteration: int) -> Rollout:
         g = self.config.game
+        dist = self.dist
         t0 = time.perf_counter()
 
-        # 1. Challenger: N queries from one shared prompt
+        # 1. Challenger: N queries from one shared prompt (every rank the same N: same seed),
+        #    of which this rank plays its contiguous share [distributed]
         ch_prompt = backend.chat_prompt(challenger_messages(g.task, g.template)) + backend.encode(QUERY_START)
         ch = backend.generate([ch_prompt], n=g.num_queries, max_tokens=g.challenger_max_tokens,
                               temperature=g.temperature, top_p=g.top_p)[0]
+        mine = dist.shard(len(ch))
+        ch, first = ch[mine.start : mine.stop], mine.start
         parsed = [parse_query(c.text) for c in ch]
         queries = [q for q, _ in parsed]
         valid = [bool(q) for q in queries]
@@ -69,8 +100,7 @@ class LSPGame:
 
         # 2. Solver: G answers per valid query
         sol_prompts = [backend.chat_prompt(solver_messages(queries[i], g.system_prompt)) for i in live]
-        answers_live = backend.generate(sol_prompts, n=g.group_size, max_tokens=g.solver_max_tokens,
-                                        temperature=g.temperature, top_p=g.top_p) if live else []
+        answers_live = self._solve(backend, sol_prompts, [first + i for i in live], iteration) if live else []
         t1 = time.perf_counter()
 
         # 3. Rewards: R from the reward source, R_Q from the reference-model judge (LSP)
@@ -89,10 +119,13 @@ class LSPGame:
         self_values = group_values(RQ) if self.judge is not None else None
         sol_adv = solver_advantages(totals)
         ch_rewards = challenger_rewards(values, self_values)
-        ch_adv = challenger_advantages(ch_rewards)
+        # [distributed] Vbar over the whole batch: every rank's Challenger rewards, in query order
+        all_ch_rewards = dist.all_concat(ch_rewards, "the Challenger baseline")
+        vbar = mean(all_ch_rewards)
+        ch_adv = [r - vbar for r in ch_rewards]  # challenger_advantages() of the global batch
 
-        # 5. Loss terms and records
-        n_live = max(len(live), 1)
+        # 5. Loss terms and records (N: the live queries of all ranks)
+        n_live = max(len(all_ch_rewards), 1)
         samples: list[PolicySample] = []
         games: list[Game] = []
         zero_var = 0
@@ -107,7 +140,7 @@ class LSPGame:
             samples.append(PolicySample(ch_prompt, self._trained_tokens(backend, ch[i]), ch_adv[k],
                                         g.alpha_challenger / n_live, "challenger"))
             games.append(Game(
-                iteration=iteration, index=i, game=self.name, query=queries[i],
+                iteration=iteration, index=first + i, game=self.name, query=queries[i],
                 query_tokens=len(ch[i].tokens),
                 answers=[Answer(text=a.text, tokens=len(a.tokens), reward=tot, advantage=adv,
                                 reward_parts={"reward": r, **({"self_reward": rq} if self.judge else {})},
@@ -118,32 +151,47 @@ class LSPGame:
             ))
         for i in range(len(ch)):
             if not valid[i]:
-                games.append(Game(iteration=iteration, index=i, game=self.name, query=ch[i].text,
+                games.append(Game(iteration=iteration, index=first + i, game=self.name, query=ch[i].text,
                                   query_tokens=len(ch[i].tokens), answers=[], value=0.0,
                                   challenger_reward=0.0, challenger_advantage=0.0, valid=False))
-        games.sort(key=lambda game: game.index)
-
-        flat_total = [x for group in totals for x in group]
         answer_tokens = [len(a.tokens) for group in answers_live for a in group]
+        judge = self.judge if self.judge is not None else (self.reward if hasattr(self.reward, "stats") else None)
+
+        # [distributed] records and metrics over every rank's share (in query order)
+        parts = dist.all_gather_object({
+            "games": [x.to_dict() for x in games] if dist.size > 1 else [], "totals": totals, "R": R,
+            "RQ": RQ, "sol_adv": sol_adv, "ch_adv": ch_adv, "zero_var": zero_var, "answer_tokens": answer_tokens,
+            "query_tokens": [len(c.tokens) for c in ch], "format_ok": [ok for _, ok in parsed],
+            "judge": [judge.stats.unparsable, judge.stats.judged] if judge is not None else [0, 0],
+        }, "the game records")
+
+        def every(key: str) -> list:
+            return [x for part in parts for x in part[key]]
+
+        if dist.size > 1:
+            games = [Game.from_dict(d) for d in every("games")]
+        games.sort(key=lambda game: game.index)
+        flat_total = [x for group in every("totals") for x in group]
+        n_queries = len(every("query_tokens"))
         metrics = {
             "reward/solver_mean": mean(flat_total),
             "reward/solver_std": std(flat_total),
-            "reward/base_mean": mean([x for group in R for x in group]),
-            "reward/challenger_mean": mean(ch_rewards),
-            "reward/challenger_std": std(ch_rewards),
-            "advantage/solver_abs_mean": mean([abs(x) for group in sol_adv for x in group]),
-            "advantage/challenger_abs_mean": mean([abs(x) for x in ch_adv]),
-            "zero_variance_groups": zero_var / n_live if live else 1.0,
-            "answer_tokens_mean": mean(answer_tokens),
-            "query_tokens_mean": mean([len(c.tokens) for c in ch]),
-            "challenger/invalid": (len(ch) - len(live)) / len(ch),
-            "challenger/format_ok": mean([1.0 if ok else 0.0 for _, ok in parsed]),
+            "reward/base_mean": mean([x for group in every("R") for x in group]),
+            "reward/challenger_mean": mean(all_ch_rewards),
+            "reward/challenger_std": std(all_ch_rewards),
+            "advantage/solver_abs_mean": mean([abs(x) for group in every("sol_adv") for x in group]),
+            "advantage/challenger_abs_mean": mean([abs(x) for x in every("ch_adv")]),
+            "zero_variance_groups": sum(p["zero_var"] for p in parts) / n_live if all_ch_rewards else 1.0,
+            "answer_tokens_mean": mean(every("answer_tokens")),
+            "query_tokens_mean": mean(every("query_tokens")),
+            "challenger/invalid": (n_queries - len(all_ch_rewards)) / n_queries,
+            "challenger/format_ok": mean([1.0 if ok else 0.0 for ok in every("format_ok")]),
         }
         if self.judge is not None:
-            metrics["self_reward/mean"] = mean([x for group in RQ for x in group])
-        judge = self.judge if self.judge is not None else (self.reward if hasattr(self.reward, "stats") else None)
-        if judge is not None and live:
-            metrics["judge/unparsable"] = judge.stats.unparsable / max(judge.stats.judged, 1)
+            metrics["self_reward/mean"] = mean([x for group in every("RQ") for x in group])
+        if judge is not None and all_ch_rewards:
+            unparsable, judged = (sum(p["judge"][k] for p in parts) for k in (0, 1))
+            metrics["judge/unparsable"] = unparsable / max(judged, 1)
         generated = sum(len(c.tokens) for c in ch) + sum(answer_tokens)
         return Rollout(games=games, samples=samples, metrics=metrics,
                        timings={"generate": t1 - t0, "score": t2 - t1}, generated_tokens=generated)
