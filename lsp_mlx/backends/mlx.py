@@ -20,7 +20,7 @@ import math
 import platform
 import resource
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,8 @@ def _batch_arrays(
 
 class MLXBackend:
     name = "mlx"
+    # [distributed] set by lsp_mlx.distributed.prepare: sums a gradient tree over the ranks
+    grad_reduce: Callable[[Any], Any] | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -329,7 +331,7 @@ class MLXBackend:
     def train_step(
         self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"
     ) -> StepStats:
-        if not samples:
+        if not samples and self.grad_reduce is None:
             return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
         rows = self.config.train.micro_batch_size
         grads_acc = None
@@ -356,6 +358,15 @@ class MLXBackend:
                 role["loss"] += s.weight * ps
                 role["kl"] += k
                 role["n"] += 1
+        # --- [distributed] hook (lsp_mlx.distributed): every sample's weight already holds the
+        # global 1/(N*G) or alpha_Ch/N, so each rank's loss is a partial sum of the global loss and
+        # the global gradient is the SUM over ranks (mx.distributed.all_sum), not the average
+        # nn.average_gradients gives. A rank without samples adds zeros.
+        if self.grad_reduce is not None:
+            if grads_acc is None:
+                grads_acc = tree_map(mx.zeros_like, self.model.trainable_parameters())
+            grads_acc = self.grad_reduce(grads_acc)
+        # --- end of the [distributed] hook
         grad_norm = mx.sqrt(sum(mx.sum(g * g) for _, g in tree_flatten(grads_acc)))
         if self.config.train.max_grad_norm > 0:
             grads_acc, grad_norm = optim.clip_grad_norm(grads_acc, self.config.train.max_grad_norm)
@@ -365,7 +376,7 @@ class MLXBackend:
             role["kl"] /= max(role.pop("n"), 1.0)
         return StepStats(
             loss=loss_total.item(),
-            kl=sum(kls) / len(kls),
+            kl=sum(kls) / max(len(kls), 1),
             grad_norm=grad_norm.item(),
             tokens=sum(len(s.completion) for s in samples),
             per_role=per_role,
