@@ -20,7 +20,7 @@ import contextlib
 import resource
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +48,8 @@ MAX_SAMPLING_ROWS = 64  # sequences decoded together; bounds the KV cache of one
 
 class TorchBackend:
     name = "torch"
+    # [distributed] set by lsp_mlx.distributed.prepare: sums the trainable params' .grad over ranks
+    grad_reduce: Callable[[list[torch.nn.Parameter]], Any] | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -250,7 +252,7 @@ class TorchBackend:
     def train_step(
         self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"
     ) -> StepStats:
-        if not samples:
+        if not samples and self.grad_reduce is None:
             return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
         if kl_estimator not in ("k1", "k3"):
             raise UserError(f"train.kl_estimator must be k1 or k3, got {kl_estimator!r}")
@@ -285,6 +287,12 @@ class TorchBackend:
                     role["loss"] += s.weight * ps
                     role["kl"] += lr_k
                     role["n"] += 1
+        # --- [distributed] hook (lsp_mlx.distributed): the weights already hold the global
+        # 1/(N*G) and alpha_Ch/N, so the global gradient is the SUM of the ranks' gradients
+        # (all_reduce SUM on one flat buffer; DDP would average). A rank without samples adds zeros.
+        if self.grad_reduce is not None:
+            self.grad_reduce(params)
+        # --- end of the [distributed] hook
         max_norm = self.config.train.max_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(
             params, max_norm if max_norm > 0 else float("inf")
@@ -295,7 +303,7 @@ class TorchBackend:
             role["kl"] /= max(role.pop("n"), 1.0)
         return StepStats(
             loss=loss_total,
-            kl=sum(log_ratios) / len(log_ratios),
+            kl=sum(log_ratios) / max(len(log_ratios), 1),
             grad_norm=float(grad_norm),
             tokens=sum(len(s.completion) for s in samples),
             per_role=per_role,
