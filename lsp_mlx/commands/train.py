@@ -46,12 +46,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_train_arguments(p)
     p.add_argument("--help-config", action="store_true", help="list every config key with its default and help, then exit")
+    p.add_argument("--distributed", type=int, nargs="?", const=2, metavar="K",  # [distributed]
+                   help="print the commands that run this training on K data-parallel ranks (default 2), then exit")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.help_config:
         print(cfg.help_text())
+        return 0
+    if args.distributed:  # [distributed]
+        from lsp_mlx.commands.launch import launch_help, train_args_from_namespace
+
+        print(launch_help(train_args_from_namespace(args), args.distributed))
         return 0
     from lsp_mlx.trainer import Trainer
 
