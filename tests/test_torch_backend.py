@@ -375,3 +375,38 @@ def test_reward_model_scores_each_answer_like_a_single_pass(
 
     with pytest.raises(UserError, match="not found"):
         backend.load_reward_model("no-such-folder")
+
+
+@pytest.mark.slow
+def test_embedded_model_loads_the_same_through_every_path() -> None:
+    """``default`` (our fp32 conversion), the raw GGUF (transformers' GGUF loader) and the 4-bit
+    MLX folder (swapped for its fp32 twin) all give the same policy."""
+    from lsp_mlx.backends.torch_models import load_causal_lm
+    from lsp_mlx.models import resolve_model
+    from lsp_mlx.models.embedded import embedded_gguf_path
+
+    cpu = torch.device("cpu")
+    prompt_text = (
+        "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
+    )
+    answer = "The capital of France is Paris."
+    scores = {}
+    for spec in (
+        "default",
+        str(embedded_gguf_path()),
+        str(resolve_model("default", dequantize=False).path),
+    ):
+        loaded = load_causal_lm(spec, cpu, torch.float32)
+        ids = loaded.tokenizer.encode(prompt_text + answer, add_special_tokens=False)
+        start = len(loaded.tokenizer.encode(prompt_text, add_special_tokens=False))
+        with torch.no_grad():
+            lp = torch.log_softmax(loaded.model(torch.tensor([ids])).logits[0].float(), -1)
+        scores[loaded.source] = sum(lp[i - 1, ids[i]].item() for i in range(start, len(ids)))
+        if loaded.source != "gguf":
+            assert loaded.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert set(scores) == {"embedded", "gguf", "folder"}
+    assert scores["embedded"] > -5  # the model is sure of Paris
+    assert scores["gguf"] == pytest.approx(scores["embedded"], abs=1e-3)
+    assert scores["folder"] == pytest.approx(
+        scores["embedded"], abs=1e-6
+    )  # the very same fp32 folder

@@ -93,6 +93,13 @@ def test_train_on_torch_writes_a_run_and_resumes(tiny_model: Path, tmp_path: Pat
     assert json.loads((latest / "adapter_config.json").read_text())["fine_tune_type"] == "lora"
     assert (run / "adapters" / "adapters.safetensors").is_file()
 
+    shot = tmp_path / "tui.svg"
+    tui = lsp_mlx("tui", "--attach", str(run), "--screenshot", str(shot), "--size", "120x40")
+    assert tui.returncode == 0, tui.stderr
+    assert (
+        "torch&#160;·&#160;" in shot.read_text()
+    )  # the Run panel's "Backend  torch · cpu · ..." line
+
     resumed = lsp_mlx("train", *common, "--iterations", "3", "--resume")
     assert resumed.returncode == 0, resumed.stderr
     events = read_events(run / "events.jsonl")

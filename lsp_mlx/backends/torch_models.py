@@ -29,7 +29,8 @@ from transformers import (
 
 from lsp_mlx.errors import UserError
 from lsp_mlx.models import resolve_model
-from lsp_mlx.models.gguf import is_gguf_file
+from lsp_mlx.models.embedded import converted_model_dir
+from lsp_mlx.models.gguf import SOURCE_FILE, is_gguf_file
 
 DEVICE_ENV = "LSP_MLX_DEVICE"
 
@@ -110,6 +111,19 @@ def _check_unquantized(folder: Path) -> None:
         )
 
 
+def _fp32_twin(folder: Path) -> Path:
+    """For a 4-bit folder we converted from a GGUF (the trainer resolves models for MLX, which
+    keeps them quantized on Apple Silicon): the fp32 conversion of the same GGUF, which torch runs."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        gguf = json.loads((folder / SOURCE_FILE).read_text()).get("gguf_path")
+    except (OSError, ValueError, AttributeError):
+        return folder
+    if "quantization" not in config or not gguf or not Path(gguf).is_file():
+        return folder
+    return converted_model_dir(gguf, dequantize=True)
+
+
 def load_causal_lm(
     spec: str, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False
 ) -> LoadedModel:
@@ -135,6 +149,7 @@ def load_causal_lm(
                 LoadedModel(model, tokenizer, str(gguf), DEFAULT_BASE_MODEL, "embedded"), device
             )
         if resolved.source != "hub":
+            resolved.path = _fp32_twin(resolved.path)
             _check_unquantized(resolved.path)
         where = str(resolved.path)
         model, tokenizer = _open(where, None, dtype, trust_remote_code)
