@@ -98,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"try it: lsp-mlx chat --adapter {result.out_dir} --compare")
     print(
-        f"        mlx_lm.generate --model {result.base_ref} --adapter-path {result.out_dir} --prompt 'Hello'"
+        f"        mlx_lm.generate --model {result.base_path} --adapter-path {result.out_dir} --prompt 'Hello'"
     )
     if not args.push_to_hub:
         return 0

@@ -38,7 +38,8 @@ class ExportResult:
     out_dir: Path
     source: AdapterSource
     files: list[Path]  # relative to out_dir
-    base_ref: str
+    base_ref: str  # the Hub id of the base, or its local path when it has none
+    base_path: str  # what mlx_lm.load opens here: the local folder when there is one
     license: str
     fused: bool
     dequantized: bool
@@ -175,7 +176,7 @@ def export_adapter(
         if fuse:
             from lsp_mlx.export.fuse import fuse_adapter
 
-            print(f"fusing the adapter into {base_ref} ...", file=sys.stderr, flush=True)
+            print(f"fusing the adapter into {located} ...", file=sys.stderr, flush=True)
             dequantized = fuse_adapter(located, tmp, tmp / FUSED_DIR)["dequantized"]
         info = CardInfo(
             base_model=base_id,
@@ -204,6 +205,7 @@ def export_adapter(
         source=source,
         files=files,
         base_ref=base_ref,
+        base_path=str(located),
         license=license_,
         fused=fuse,
         dequantized=dequantized,
