@@ -31,6 +31,7 @@ class ScriptedBackend:
     def __init__(self, proposals: list[str], answers: dict[str, list[str]]) -> None:
         self.proposals = proposals
         self.answers = answers
+        self.proposer_prompts: list[str] = []
 
     def encode(self, text: str) -> list[int]:
         return [b + 1 for b in text.encode()]
@@ -43,10 +44,11 @@ class ScriptedBackend:
 
     def generate(self, prompts, n, max_tokens, temperature=1.0, top_p=1.0, adapter=True):
         out = []
-        for p in prompts:
+        for i, p in enumerate(prompts):
             text = self.decode(p)
-            if "<problem>" in text:  # the Proposer's prompt ends with the start marker
-                texts = self.proposals[:n]
+            if text.rstrip().endswith(("<problem>", "<problem>What is")):  # the Proposer's prompt
+                self.proposer_prompts.append(text)
+                texts = [self.proposals[(i + k) % len(self.proposals)] for k in range(n)]
             else:
                 problem = next(k for k in self.answers if text.startswith(k))
                 texts = self.answers[problem][:n]
@@ -225,3 +227,31 @@ def test_train_presets_run_on_the_tiny_model(preset: str, tiny_model: Path, tmp_
     assert len(diagnostics) == 2 and "valid_share" in diagnostics[0]["diagnostics"]
     assert events[-1]["type"] == "run_end" and events[-1]["status"] == "finished"
     assert (run_dir / "adapters" / "adapters.safetensors").is_file()
+
+
+def test_reference_buffer_varies_the_proposer_prompt_and_grows():
+    seeds = ["What is 1 + 1?", "What is 5 - 3?", "What is 9 + 9?", "What is 8 - 1?"]
+    config = sqlm_config(
+        **{
+            "sqlm.solver_reward": "exact",
+            "sqlm.references": 2,
+            "sqlm.seed_problems": seeds,
+            "sqlm.proposer_every": 1,
+        }
+    )
+    backend = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
+    game = make_sqlm(config, backend)
+    rollout = game.play(backend, iteration=2)
+    assert len(backend.proposer_prompts) == 3  # one prompt per proposal, each with its own draw
+    shown = [[s for s in seeds if s in prompt] for prompt in backend.proposer_prompts]
+    assert all(len(refs) == 2 for refs in shown) and len({tuple(r) for r in shown}) > 1
+    assert game.buffer == [
+        *seeds,
+        "What is 12 + 7?",
+        "What is 2 + 2?",
+    ]  # valid problems join, masked do not
+    proposer = [s for s in rollout.samples if s.role == "proposer"]
+    assert {backend.decode(s.prompt) for s in proposer} <= set(backend.proposer_prompts)
+    backend2 = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
+    make_sqlm(config, backend2).play(backend2, iteration=2)
+    assert backend2.proposer_prompts == backend.proposer_prompts  # seeded: resume-stable draws

@@ -28,6 +28,7 @@ label-free majority tracks the truth.
 
 from __future__ import annotations
 
+import random
 import time
 from typing import TYPE_CHECKING
 
@@ -43,7 +44,10 @@ from lsp_mlx.verifiers.tasks import (
     Proposal,
     Scored,
     make_task,
+    with_references,
 )
+
+BUFFER_SIZE = 512
 
 if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend, Completion
@@ -56,32 +60,54 @@ class SQLMGame:
     def __init__(self, config: Config, task: ArithmeticTask | CodeTask) -> None:
         self.config = config
         self.task = task
+        # Absolute Zero-style reference buffer: distinct valid problems, oldest dropped first
+        self.buffer: list[str] = list(
+            dict.fromkeys(p.strip() for p in config.sqlm.seed_problems if p.strip())
+        )
 
     def _trained_tokens(self, backend: Backend, c: Completion) -> list[int]:
         eos = getattr(backend, "eos_token_id", None)
         return c.tokens + [eos] if c.finish_reason == "stop" and eos is not None else list(c.tokens)
 
-    def proposer_prompt(self, backend: Backend) -> list[int]:
+    def proposer_prompt(self, backend: Backend, references: list[str] | None = None) -> list[int]:
         """The Proposer's prompt, ending with the start marker and ``sqlm.problem_prefix``: the
         prefix is part of the prompt, so the Proposer is trained only on what it wrote."""
-        messages = self.task.proposer_messages(self.config.game.task)
+        messages = with_references(
+            self.task.proposer_messages(self.config.game.task), references or []
+        )
         # a trailing space would be tokenised on its own, unlike in text the model has read
         prefix = self.config.sqlm.problem_prefix.rstrip()
         return backend.chat_prompt(messages) + backend.encode(PROBLEM_START + prefix)
+
+    def _propose(
+        self, backend: Backend, iteration: int
+    ) -> tuple[list[list[int]], list[Completion]]:
+        """N proposals with their prompts: one shared prompt, or with ``sqlm.references`` one
+        prompt per proposal, each with its own seeded draw from the buffer."""
+        g, q = self.config.game, self.config.sqlm
+        kw = {"max_tokens": g.challenger_max_tokens, "temperature": g.temperature, "top_p": g.top_p}
+        if q.references == 0 or not self.buffer:
+            prompt = self.proposer_prompt(backend)
+            return [prompt] * g.num_queries, backend.generate([prompt], n=g.num_queries, **kw)[0]
+        rng = random.Random(f"{self.config.train.seed}:{iteration}")
+        k = min(q.references, len(self.buffer))
+        prompts = [
+            self.proposer_prompt(backend, rng.sample(self.buffer, k)) for _ in range(g.num_queries)
+        ]
+        return prompts, [group[0] for group in backend.generate(prompts, n=1, **kw)]
+
+    def _remember(self, problems: list[str]) -> None:
+        for p in problems:
+            if p not in self.buffer:
+                self.buffer.append(p)
+        del self.buffer[: max(0, len(self.buffer) - BUFFER_SIZE)]
 
     def play(self, backend: Backend, iteration: int) -> Rollout:
         g, q = self.config.game, self.config.sqlm
         t0 = time.perf_counter()
 
-        # 1. Proposer: N problems from one shared prompt
-        prop_prompt = self.proposer_prompt(backend)
-        prop = backend.generate(
-            [prop_prompt],
-            n=g.num_queries,
-            max_tokens=g.challenger_max_tokens,
-            temperature=g.temperature,
-            top_p=g.top_p,
-        )[0]
+        # 1. Proposer: N problems
+        prop_prompts, prop = self._propose(backend, iteration)
         prefix = q.problem_prefix.rstrip()
         proposals = [self.task.parse(prefix + c.text) for c in prop]
         live = [i for i, p in enumerate(proposals) if p.valid]
@@ -139,7 +165,7 @@ class SQLMGame:
             if update_proposer:
                 samples.append(
                     PolicySample(
-                        prop_prompt,
+                        prop_prompts[i],
                         self._trained_tokens(backend, prop[i]),
                         prop_adv[k],
                         g.alpha_challenger / n_live,
@@ -177,6 +203,7 @@ class SQLMGame:
                     )
                 )
         games.sort(key=lambda game: game.index)
+        self._remember([proposals[i].problem for i in live])
 
         metrics = self._metrics(
             prop, proposals, answers, scored, prop_rewards, sol_adv, prop_adv, update_proposer

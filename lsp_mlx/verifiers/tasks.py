@@ -32,6 +32,11 @@ Write only the problem, between {start} and {end}."""
 ARITHMETIC_SOLVER = """{problem}
 Solve it, then give the final answer as a number on the last line, as "Answer: <number>"."""
 
+REFERENCES = """
+Here are earlier problems on this topic:
+{problems}
+Write a new problem that is different from all of them."""
+
 CODE_PROPOSER = """Write one new Python programming problem on the topic: {topic}.
 First state the problem in one or two sentences, naming the function to write and its arguments.
 Then write 3 to 5 unit tests as Python assert lines in a ```python block, e.g. assert add(2, 3) == 5.
@@ -60,6 +65,19 @@ class Scored:
     successes: float  # p * n: majority matches, correct answers or summed pass fractions
     parts: list[dict[str, float]]  # per-answer reward parts for the log
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def with_references(messages: list[dict[str, str]], references: list[str]) -> list[dict[str, str]]:
+    """The Proposer's messages with earlier problems appended (Absolute Zero's reference
+    conditioning: a different random draw per proposal keeps the problems varied)."""
+    if not references:
+        return messages
+    listed = "\n".join(f"{PROBLEM_START}{r}{PROBLEM_END}" for r in references)
+    last = messages[-1]
+    return [
+        *messages[:-1],
+        {**last, "content": last["content"] + REFERENCES.format(problems=listed)},
+    ]
 
 
 def split_problem(completion: str) -> tuple[str, bool]:
