@@ -227,7 +227,8 @@ class World:
             if other != values[0]:
                 raise DistributedError(
                     f"rank {rank} has a different {what} than rank 0 ({other!r} vs {values[0]!r}): "
-                    "every rank must see the same run dir (a shared folder, or copy RUN_DIR to every machine)"
+                    "run every rank with the same config, model files and lsp-mlx version, and on --resume "
+                    "give every rank the same run dir (a shared folder, or a copy of RUN_DIR)"
                 )
 
     @contextlib.contextmanager
@@ -435,12 +436,15 @@ def state_fingerprint(backend: Any) -> str:
         for t in tensors:
             h.update(t.detach().float().cpu().numpy().tobytes())
     else:
+        import mlx.core as mx
         from mlx.utils import tree_flatten
 
         for _, v in tree_flatten(backend.model.trainable_parameters()) + tree_flatten(
             backend.optimizer.state
         ):
-            h.update(np.array(v).tobytes())
+            h.update(
+                np.array(v.astype(mx.float32) if v.dtype == mx.bfloat16 else v).tobytes()
+            )  # numpy has no bf16
     return h.hexdigest()[:16]
 
 

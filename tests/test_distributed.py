@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from lsp_mlx import distributed
+from lsp_mlx import control, distributed
 from lsp_mlx.errors import UserError
 from lsp_mlx.events import read_events
 
@@ -117,7 +117,7 @@ WORKER = textwrap.dedent("""
     from lsp_mlx.blas import preload
     preload()
     import mlx.core as mx
-    from lsp_mlx import distributed
+    from lsp_mlx import control, distributed
     world = distributed.init("mlx")
     r = world.rank
     out = {"size": world.size, "seeding": world.seeding, "shard": list(world.shard(5))}
@@ -275,11 +275,11 @@ def test_two_ranks_equal_one_rank(tiny_model, tmp_path):
     assert ev2[-1]["type"] == "run_end" and ev2[-1]["status"] == "finished"
 
 
-def test_killed_rank_makes_the_other_exit(tiny_model, tmp_path):
-    run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "lsp_mlx", "train", *train_args(tiny_model, run_dir, 40)]
+def start_train_ranks(tmp_path: Path, args: list[str]) -> list[subprocess.Popen]:
+    """Two `lsp-mlx train` ranks started by hand (as mlx.launch would), so one can be killed."""
     base = free_ports(2)
-    procs = [
+    cmd = [sys.executable, "-m", "lsp_mlx", "train", *args]
+    return [
         subprocess.Popen(
             cmd,
             env=ring_env(tmp_path, r, 2, base),
@@ -290,33 +290,75 @@ def test_killed_rank_makes_the_other_exit(tiny_model, tmp_path):
         )
         for r in range(2)
     ]
+
+
+def wait_for(
+    run_dir: Path, what, procs: list[subprocess.Popen], timeout: float = 120
+) -> list[dict]:
+    """Poll rank 0's events until ``what(events)`` holds; fail early if a rank died."""
+    deadline = time.monotonic() + timeout
+    while not what(events := read_events(run_dir)):
+        for p in procs:
+            assert p.poll() is None, p.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, f"timed out; last events: {events[-3:]}"
+        time.sleep(0.3)
+    return events
+
+
+def metrics_of(events: list[dict]) -> list[int]:
+    return [e["iteration"] for e in events if e["type"] == "metrics"]
+
+
+def test_killed_rank_makes_the_other_exit_and_the_run_resumes(tiny_model, tmp_path):
+    """Pause both ranks, kill one: the other fails fast; then resume on 2 ranks and stop them."""
+    run_dir = tmp_path / "run"
+    procs = start_train_ranks(tmp_path, train_args(tiny_model, run_dir, 40))
     try:
-        deadline = time.monotonic() + 120
-        while not any(
-            e["type"] == "metrics"
-            for e in read_events(run_dir)
-            if (run_dir / "events.jsonl").exists()
-        ):
-            assert time.monotonic() < deadline and procs[0].poll() is None, procs[0].communicate()[
-                1
-            ][-3000:]
-            time.sleep(0.3)
+        wait_for(run_dir, metrics_of, procs)
+        control.send(run_dir, "pause")  # rank 0 reads it; rank 1 follows at the next agreement
+        paused = metrics_of(
+            wait_for(run_dir, lambda ev: any(e.get("state") == "paused" for e in ev), procs)
+        )
+        time.sleep(2)
+        assert metrics_of(read_events(run_dir)) == paused  # nobody trains while paused
         procs[1].send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         _, err = procs[0].communicate(timeout=60)
-        assert time.monotonic() - t0 < 60
+        assert time.monotonic() - t0 < 30
     finally:
         for p in procs:
             p.kill()
             p.wait()
     assert procs[0].returncode == distributed.DistributedError.exit_code, err[-3000:]
-    assert "lsp-mlx: error: distributed: rank 0 lost the other ranks during" in err
+    assert (
+        "lsp-mlx: error: distributed: rank 0 lost the other ranks during the control check" in err
+    )
     end = read_events(run_dir)[-1]
     assert (
         end["type"] == "run_end"
         and end["status"] == "error"
         and "lost the other ranks" in end["error"]
     )
+
+    # both ranks load the same checkpoint (checked by hash in distributed.prepare) and go on;
+    # a stop sent to rank 0's run dir ends both at the same iteration, after a checkpoint
+    saved = max(e["iteration"] for e in read_events(run_dir) if e["type"] == "checkpoint")
+    procs = start_train_ranks(tmp_path, [*train_args(tiny_model, run_dir, 40), "--resume"])
+    try:
+        wait_for(run_dir, lambda ev: saved + 1 in metrics_of(ev), procs)
+        control.send(run_dir, "stop")
+        errs = [p.communicate(timeout=120)[1] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert [p.returncode for p in procs] == [0, 0], errs[0][-3000:]
+    assert f"resuming from iter-{saved:06d} at iteration {saved + 1}" in errs[0]
+    events = read_events(run_dir)
+    done = metrics_of(events)
+    assert done == list(range(1, done[-1] + 1)) and done[-1] < 40
+    assert events[-1]["status"] == "stopped" and events[-1]["iteration"] == done[-1]
+    assert (run_dir / "checkpoints" / f"iter-{done[-1]:06d}").is_dir()
 
 
 # ------------------------------------------------------------------ commands
