@@ -444,3 +444,25 @@ def test_prepare_refuses_what_cannot_run_data_parallel():
 
     with pytest.raises(UserError, match="set game.num_queries to at least 2"):
         distributed.prepare(_TwoRankStub(), backend=None, game=Splittable(), num_queries=1, start=1)
+
+
+def test_launch_fails_when_the_ranks_fail(tmp_path):
+    """mlx.launch exits 0 whatever its ranks do; lsp-mlx launch reads rank 0's events instead."""
+    proc = run_cli(
+        "launch",
+        "-n",
+        "2",
+        "--port",
+        str(free_ports(2)),
+        "--",
+        "--config",
+        "configs/tiny.yaml",
+        "--model",
+        str(tmp_path / "missing"),
+        "--run-dir",
+        str(tmp_path / "run"),
+        timeout=120,
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "is not an existing path" in proc.stderr
+    assert "lsp-mlx: error: the run did not finish (status: none)" in proc.stderr

@@ -166,14 +166,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _final_status(run_dir: Path) -> str | None:
-    from lsp_mlx.events import read_events
+def _run_ends(run_dir: Path) -> list[str] | None:
+    """The statuses of the run_end events in ``run_dir`` (None when its events are not here)."""
+    from lsp_mlx.events import EVENTS_FILE, read_events
 
-    try:
-        ends = [e for e in read_events(run_dir) if e.get("type") == "run_end"]
-    except OSError:
+    if not (run_dir / EVENTS_FILE).is_file():
         return None
-    return ends[-1].get("status") if ends else None
+    return [e.get("status", "") for e in read_events(run_dir) if e.get("type") == "run_end"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -207,19 +206,30 @@ def run(args: argparse.Namespace) -> int:
     if args.print_only:
         print(shlex.join(cmd))
         return 0
+    run_dir = Path(config.train.run_dir)
+    ends_before = _run_ends(run_dir) or []
     try:
-        code = subprocess.call(cmd)
+        proc = subprocess.Popen(cmd)
     except FileNotFoundError:
         raise UserError(
             f"{cmd[0]} not found: install {'torch' if engine == 'torch' else 'mlx'} in this environment"
         ) from None
-    except KeyboardInterrupt:
-        return 130
-    status = _final_status(Path(config.train.run_dir))
-    if code == 0 and engine == "mlx" and status not in ("finished", "stopped"):
-        print(
-            f"lsp-mlx: error: the run did not finish (last status: {status or 'none'}): see the ranks' errors above",
-            file=sys.stderr,
-        )
-        return 1
+    while True:
+        try:
+            code = proc.wait()
+            break
+        except KeyboardInterrupt:
+            # the ranks got the Ctrl-C too and stop together after a checkpoint: wait for them
+            continue
+    ends = _run_ends(run_dir)
+    if code == 0 and engine == "mlx" and (ends is not None or not args.hostfile):
+        # mlx.launch exits 0 even when a rank failed: rank 0's new run_end event tells
+        new = (ends or [])[len(ends_before) :]
+        if not new or new[-1] not in ("finished", "stopped"):
+            status = new[-1] if new else "none"
+            print(
+                f"lsp-mlx: error: the run did not finish (status: {status}): see the ranks' errors above",
+                file=sys.stderr,
+            )
+            return 1
     return code
