@@ -96,6 +96,7 @@ class SQLMConfig:
     proposer_reward: str = _f("band", "game sqlm: band (1 if 0 < agree < n, the paper), band-official (also agree >= 2), r-zero (1-2|p-1/2| minus a near-duplicate penalty) or absolute-zero (1 - solve rate)")
     proposer_every: int = _f(5, "game sqlm: update the Proposer every K iterations (paper: 5); the Solver every iteration")
     problem_prefix: str = _f("", "game sqlm: text every problem starts with, written for the Proposer (e.g. 'What is '); it writes the rest")
+    solver_temperature: float | None = _f(None, "game sqlm: the Solver's sampling temperature (default: game.temperature, which then is the Proposer's)")
     references: int = _f(0, "game sqlm: show the Proposer K earlier valid problems (a fresh random draw per proposal, as Absolute Zero does) and ask for a different one; 0: none")
     seed_problems: list[str] = _f([], "game sqlm: problems the reference buffer starts with (used when references > 0)")
     repetition_penalty: float = _f(1.0, "game sqlm, r-zero: weight lambda of the near-duplicate penalty |C|/B")
@@ -309,6 +310,7 @@ def _validate_selfplay(config: Config) -> None:
          f"sqlm.proposer_reward must be band, band-official, r-zero or absolute-zero, got {q.proposer_reward!r}"),
         (q.proposer_every >= 1, f"sqlm.proposer_every must be >= 1, got {q.proposer_every}"),
         (q.references >= 0, f"sqlm.references must be >= 0, got {q.references}"),
+        (q.solver_temperature is None or q.solver_temperature >= 0, f"sqlm.solver_temperature must be >= 0, got {q.solver_temperature}"),
         (q.repetition_penalty >= 0, f"sqlm.repetition_penalty must be >= 0, got {q.repetition_penalty}"),
         (0 < q.duplicate_threshold <= 1, f"sqlm.duplicate_threshold must be in (0, 1], got {q.duplicate_threshold}"),
         (q.sandbox_timeout > 0, f"sqlm.sandbox_timeout must be > 0 seconds, got {q.sandbox_timeout}"),
