@@ -16,7 +16,9 @@ One iteration, top to bottom:
 4. Advantages, GRPO-style as in the paper: the Solver's rewards centred on their group mean
    and divided by the group's population std + 1e-4 (``sqlm.normalize_std: false`` keeps the
    centring only, like LSP); the Proposer's rewards likewise over the batch of valid
-   problems. A group with equal rewards has advantage 0.
+   problems. A group with equal rewards has advantage 0. ``sqlm.solver_temperature`` below 1
+   samples the Solver off the temperature-1 policy the loss assumes (a common GRPO practice
+   that trades a small bias for far more groups with signal on a small model).
 5. Loss terms: Solver samples weigh 1/(N_valid*n), Proposer samples alpha_Ch/N_valid, and the
    Proposer's are included only every ``sqlm.proposer_every`` iterations (paper: 5). The KL
    to the reference is the backend's (``train.beta``; paper: 0.001).
@@ -119,7 +121,7 @@ class SQLMGame:
                 sol_prompts,
                 n=g.group_size,
                 max_tokens=g.solver_max_tokens,
-                temperature=g.temperature,
+                temperature=g.temperature if q.solver_temperature is None else q.solver_temperature,
                 top_p=g.top_p,
             )
             if live
