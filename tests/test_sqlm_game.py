@@ -255,3 +255,6 @@ def test_reference_buffer_varies_the_proposer_prompt_and_grows():
     backend2 = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
     make_sqlm(config, backend2).play(backend2, iteration=2)
     assert backend2.proposer_prompts == backend.proposer_prompts  # seeded: resume-stable draws
+    restored = make_sqlm(config, backend2)
+    restored.load_state_dict(game.state_dict())
+    assert restored.buffer == game.buffer

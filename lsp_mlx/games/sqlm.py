@@ -98,6 +98,13 @@ class SQLMGame:
         ]
         return prompts, [group[0] for group in backend.generate(prompts, n=1, **kw)]
 
+    def state_dict(self) -> dict[str, list[str]]:
+        """What a checkpoint must keep for an exact resume: the reference buffer."""
+        return {"buffer": list(self.buffer)}
+
+    def load_state_dict(self, state: dict[str, list[str]]) -> None:
+        self.buffer = list(state.get("buffer", self.buffer))
+
     def _remember(self, problems: list[str]) -> None:
         for p in problems:
             if p not in self.buffer:
