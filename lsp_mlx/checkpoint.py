@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from lsp_mlx.atomic import swap_folder, write_text
 
 if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend
@@ -28,24 +29,6 @@ def config_hash(config_dict: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _swap_folder(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final``, replacing an existing folder without a moment where neither exists whole."""
-    if final.exists():
-        trash = final.with_name(f".{final.name}.old")
-        shutil.rmtree(trash, ignore_errors=True)
-        os.replace(final, trash)
-        os.replace(tmp, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, final)
-
-
 def save_checkpoint(run_dir: Path, iteration: int, backend: Backend, state: dict[str, Any], keep: int = 0) -> Path:
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
@@ -57,8 +40,8 @@ def save_checkpoint(run_dir: Path, iteration: int, backend: Backend, state: dict
     backend.save_state(tmp)
     (tmp / STATE_FILE).write_text(json.dumps({"iteration": iteration, **state}, indent=2))
     final = root / name
-    _swap_folder(tmp, final)
-    _write_atomic(root / LATEST, name + "\n")
+    swap_folder(tmp, final)
+    write_text(root / LATEST, name + "\n")
 
     # RUN_DIR/adapters: the newest adapter alone, for mlx_lm.generate --adapter-path RUN_DIR/adapters
     adapters_tmp = Path(run_dir) / f".{ADAPTERS}.tmp"
@@ -67,7 +50,7 @@ def save_checkpoint(run_dir: Path, iteration: int, backend: Backend, state: dict
     for f in ("adapters.safetensors", "adapter_config.json"):
         if (final / f).exists():
             shutil.copy2(final / f, adapters_tmp / f)
-    _swap_folder(adapters_tmp, Path(run_dir) / ADAPTERS)
+    swap_folder(adapters_tmp, Path(run_dir) / ADAPTERS)
 
     if keep > 0:
         older = sorted(p for p in root.glob("iter-*") if p.is_dir() and p.name != name)

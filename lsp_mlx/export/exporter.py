@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.atomic import swap_folder
 from lsp_mlx.errors import UserError
 from lsp_mlx.export.card import MARKER_TAG, CardInfo, base_license, render_card
 from lsp_mlx.export.history import CURVES_FILE, plot_curves, read_history
@@ -196,7 +197,7 @@ def export_adapter(
             approximate_base=_approximate_base(model_dir),
         )
         (tmp / "README.md").write_text(render_card(info))
-        _replace(tmp, out)
+        swap_folder(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
@@ -211,15 +212,3 @@ def export_adapter(
         dequantized=dequantized,
         warnings=warnings,
     )
-
-
-def _replace(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` at ``out``; an old export there is removed only once the new one is complete."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
