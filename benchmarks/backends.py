@@ -7,7 +7,8 @@ Both backends get the same chat prompts; the update is timed on the same `Policy
 MLX backend's sampled games), so the work is identical. Rollout speed is sampled tokens per
 second of ``generate(prompts, n, max_tokens)`` at temperature 1; ``model.generate`` runs on the
 torch backend's own PEFT model (adapter on) with the same prompts, n and token limit. Each
-figure is the median of ``--repeats`` timed runs after one warm-up. Ratios are printed at the
+figure is the median of ``--repeats`` rounds after one warm-up; the contenders take turns
+within each round, so load that drifts during the run does not favour one of them. Ratios are printed at the
 end; ``--json`` also writes every figure to a file.
 """
 
@@ -45,40 +46,53 @@ QUESTIONS = [
 ]
 
 
-def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    fn()  # warm-up: allocations, kernels, caches
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+class Contest:
+    """Timed contenders run in turns: warm-up each once, then ``repeats`` rounds in which every
+    contender runs once. Interleaving matters on a shared machine: load that drifts during the
+    run hits every contender alike, so the ratios stay fair. A contender returns its token count
+    (or None); each figure is the median over the rounds."""
+
+    def __init__(self, repeats: int) -> None:
+        self.repeats = repeats
+        self.contenders: dict[str, Callable[[], int | None]] = {}
+
+    def add(self, name: str, fn: Callable[[], int | None]) -> None:
+        self.contenders[name] = fn
+
+    def run(self) -> dict[str, dict[str, Any]]:
+        for fn in self.contenders.values():
+            fn()
+        times: dict[str, list[float]] = {name: [] for name in self.contenders}
+        tokens: dict[str, list[int]] = {name: [] for name in self.contenders}
+        for _ in range(self.repeats):
+            for name, fn in self.contenders.items():
+                t0 = time.perf_counter()
+                count = fn()
+                times[name].append(time.perf_counter() - t0)
+                if count is not None:
+                    tokens[name].append(count)
+        out: dict[str, dict[str, Any]] = {}
+        for name in self.contenders:
+            seconds = statistics.median(times[name])
+            out[name] = {"seconds": seconds, "all_seconds": times[name]}
+            if tokens[name]:
+                out[name]["tokens"] = statistics.median(tokens[name])
+                out[name]["tokens_per_s"] = out[name]["tokens"] / seconds
+        return out
 
 
-def rollout(
-    backend: Any, prompts: list[list[int]], n: int, max_tokens: int, repeats: int
-) -> dict[str, float]:
-    counts: list[int] = []
-
-    def run() -> Any:
+def sampler(backend: Any, prompts: list[list[int]], n: int, max_tokens: int) -> Callable[[], int]:
+    def run() -> int:
         backend.seed(0)
         groups = backend.generate(prompts, n=n, max_tokens=max_tokens, temperature=1.0)
-        counts.append(sum(len(c.tokens) for g in groups for c in g))
-        return groups
+        return sum(len(c.tokens) for g in groups for c in g)
 
-    seconds, groups = median_time(run, repeats)
-    tokens = statistics.median(counts[1:])
-    return {
-        "seconds": seconds,
-        "tokens": tokens,
-        "tokens_per_s": tokens / seconds,
-        "groups": groups,
-    }
+    return run
 
 
-def hf_generate(
-    backend: Any, prompts: list[list[int]], n: int, max_tokens: int, repeats: int
-) -> dict[str, float]:
+def hf_sampler(
+    backend: Any, prompts: list[list[int]], n: int, max_tokens: int
+) -> Callable[[], int]:
     """transformers' ``generate`` on the torch backend's PEFT model: sampling, no log-probs."""
     import torch
 
@@ -89,10 +103,8 @@ def hf_generate(
         ids[i, width - len(p) :] = torch.tensor(p)
         mask[i, width - len(p) :] = 1
     ids, mask = ids.to(backend.device), mask.to(backend.device)
-    stop = sorted(backend.stop_ids)
-    counts: list[int] = []
 
-    def run() -> None:
+    def run() -> int:
         torch.manual_seed(0)
         with torch.no_grad():
             out = backend.model.generate(
@@ -104,22 +116,22 @@ def hf_generate(
                 top_k=0,
                 max_new_tokens=max_tokens,
                 num_return_sequences=n,
-                eos_token_id=stop,
+                eos_token_id=sorted(backend.stop_ids),
                 pad_token_id=backend.pad_id,
             )
         total = 0
         for row in out[:, width:].tolist():  # count up to (not including) the first stop token
             total += next((i for i, t in enumerate(row) if t in backend.stop_ids), len(row))
-        counts.append(total)
+        return total
 
-    seconds, _ = median_time(run, repeats)
-    tokens = statistics.median(counts[1:])
-    return {"seconds": seconds, "tokens": tokens, "tokens_per_s": tokens / seconds}
+    return run
 
 
-def update(backend: Any, samples: list[PolicySample], repeats: int) -> dict[str, float]:
-    seconds, stats = median_time(lambda: backend.train_step(samples, beta=0.05), repeats)
-    return {"seconds": seconds, "loss": stats.loss}
+def updater(backend: Any, samples: list[PolicySample]) -> Callable[[], None]:
+    def run() -> None:
+        backend.train_step(samples, beta=0.05)
+
+    return run
 
 
 def machine() -> dict[str, Any]:
@@ -188,21 +200,26 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
 
-    mlx_roll = rollout(mlx, prompts, args.n, args.max_tokens, args.repeats)
-    torch_roll = rollout(torch_backend, prompts, args.n, args.max_tokens, args.repeats)
-    plain = hf_generate(torch_backend, prompts, args.n, args.max_tokens, args.repeats)
     # the same games for both updates: the MLX backend's samples, weights as in LSP (1/(N*G))
+    mlx.seed(0)
+    groups = mlx.generate(prompts, n=args.n, max_tokens=args.max_tokens, temperature=1.0)
     samples = []
-    for prompt, group in zip(prompts, mlx_roll.pop("groups")):
+    for prompt, group in zip(prompts, groups):
         rewards = [len(c.tokens) / args.max_tokens for c in group]
         mean = sum(rewards) / len(rewards)
         samples += [
             PolicySample(prompt, c.tokens, r - mean, 1 / (len(prompts) * args.n), "solver")
             for c, r in zip(group, rewards)
         ]
-    torch_roll.pop("groups")
-    mlx_upd = update(mlx, samples, args.repeats)
-    torch_upd = update(torch_backend, samples, args.repeats)
+    contest = Contest(args.repeats)
+    contest.add("mlx_rollout", sampler(mlx, prompts, args.n, args.max_tokens))
+    contest.add("torch_rollout", sampler(torch_backend, prompts, args.n, args.max_tokens))
+    contest.add("hf_generate", hf_sampler(torch_backend, prompts, args.n, args.max_tokens))
+    contest.add("mlx_update", updater(mlx, samples))
+    contest.add("torch_update", updater(torch_backend, samples))
+    timed = contest.run()
+    mlx_roll, torch_roll, plain = timed["mlx_rollout"], timed["torch_rollout"], timed["hf_generate"]
+    mlx_upd, torch_upd = timed["mlx_update"], timed["torch_update"]
 
     result["mlx"] = {"rollout": mlx_roll, "update": mlx_upd}
     result["torch"] = {"rollout": torch_roll, "update": torch_upd, "hf_generate": plain}

@@ -87,6 +87,7 @@ def test_train_on_torch_writes_a_run_and_resumes(tiny_model: Path, tmp_path: Pat
         "adapter_model.safetensors",
         "adapter_config.json",
         "optimizer.safetensors",
+        "torch_rng.safetensors",
         "state.json",
     ):
         assert (latest / name).is_file(), name

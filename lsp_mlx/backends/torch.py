@@ -64,9 +64,8 @@ class TorchBackend:
         base = loaded.model
         self.stop_ids = eos_token_ids(base, self.tokenizer)
         pad = self.tokenizer.pad_token_id
-        self.pad_id = (
-            int(pad) if pad is not None else min(self.stop_ids)
-        )  # padding is always masked out
+        # any id will do for padding: padded positions are masked out of attention and loss
+        self.pad_id = int(pad) if pad is not None else min(self.stop_ids)
 
         lora = config.lora
         self.layout = adapters.lora_layout(base, lora.keys, lora.num_layers, lora.rank)
