@@ -18,6 +18,7 @@ pytest.importorskip("peft")
 import torch  # noqa: E402
 
 from lsp_mlx import config as cfg  # noqa: E402
+from lsp_mlx.backends.base import Backend  # noqa: E402
 from lsp_mlx.backends.torch import TorchBackend  # noqa: E402
 from lsp_mlx.backends.torch_adapters import mlx_weights  # noqa: E402
 from lsp_mlx.errors import UserError  # noqa: E402
@@ -66,6 +67,7 @@ def prompts(b: TorchBackend) -> list[list[int]]:
 
 
 def test_info_names_device_and_dtype(backend: TorchBackend) -> None:
+    assert isinstance(backend, Backend)  # every method of the protocol is there
     info = backend.info()
     assert info["backend"] == "torch"
     expected = ("cuda", "bfloat16") if torch.cuda.is_available() else ("cpu", "float32")
