@@ -85,7 +85,9 @@ class Trainer:
     def _resolve_model(self) -> None:
         from lsp_mlx.models import resolve_model
 
-        resolved = resolve_model(self.config.model.path, self.config.model.dequantize)
+        # the torch backend always runs the fp32 conversion of a GGUF: record that folder
+        dequantize = True if self.config.train.backend == "torch" else self.config.model.dequantize
+        resolved = resolve_model(self.config.model.path, dequantize)
         self.config.model.path = str(resolved.path)
         self.config.model.base_model = self.config.model.base_model or resolved.base_model
 

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lsp_mlx.blas import preload
+# torch's OpenMP threads spin while waiting; on a loaded 2-core machine that costs ~10x
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from lsp_mlx.blas import preload  # noqa: E402
 
 preload()  # before anything imports mlx.core: fast CPU matmuls in every test
 

@@ -19,14 +19,13 @@ def get_backend(config: Config) -> Backend:
 
         return MLXBackend(config)
     if name == "torch":
-        try:
-            import peft  # noqa: F401
-            import torch  # noqa: F401
-            import transformers  # noqa: F401
-        except ImportError:
+        import importlib.util
+
+        # find_spec, not import: importing transformers without torch prints its own warning
+        if any(importlib.util.find_spec(m) is None for m in ("torch", "transformers", "peft")):
             raise UserError(
                 "--backend torch needs PyTorch, transformers and peft: run pip install 'lsp-mlx[torch]'"
-            ) from None
+            )
         from lsp_mlx.backends.torch import TorchBackend
 
         return TorchBackend(config)

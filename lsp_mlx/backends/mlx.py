@@ -67,17 +67,22 @@ def policy_loss(
     beta: float,
     k3: bool,
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """The loss of ALGORITHMS.md §1 on one micro-batch; returns (loss, (per-sample KL, per-sample loss))."""
+    """The loss of ALGORITHMS.md §1 on one micro-batch.
+
+    Returns (loss, (per-sample sequence log-ratio log pi - log pi_ref, per-sample loss)); the
+    log-ratio is what StepStats.kl reports whichever estimator enters the loss.
+    """
     tok_lp = token_logprobs(model, inputs, targets) * mask
     seq_lp = tok_lp.sum(axis=-1)
     ratio = mx.exp(seq_lp - mx.stop_gradient(seq_lp))  # 1 in value, d ratio = d log pi
+    log_ratio = seq_lp - ref_logprobs.sum(axis=-1)
     if k3:
         r = (ref_logprobs - tok_lp) * mask
         kl = ((mx.exp(r) - r - 1) * mask).sum(axis=-1)
     else:
-        kl = seq_lp - ref_logprobs.sum(axis=-1)
+        kl = log_ratio
     per_sample = -(ratio * advantages - beta * kl)
-    return (weights * per_sample).sum(), (kl, per_sample)
+    return (weights * per_sample).sum(), (mx.stop_gradient(log_ratio), per_sample)
 
 
 def _pad_to(n: int, multiple: int) -> int:
