@@ -13,16 +13,16 @@ How an iteration splits (the rules the LSP game and the trainer follow):
   prompt, N samples: cheap) and then keeps its contiguous share `shard(N)`. A query's whole
   group of G answers stays on the rank that owns the query, so the Solver advantages
   ``R - V(q)`` never leave it.
-- **Solver seeding** (`Seeding`): ``query`` (the default with more than one rank) draws the G
-  answers of query i with the seed ``query_seed(seed, iteration, i)``, one query at a time, so
-  the answers do not depend on how many ranks there are: a 2-rank run equals a 1-rank run with
-  ``LSP_MLX_SOLVER_SEEDING=query``, and a run may resume with another rank count. ``batch``
-  (the default for one process) samples all of a rank's answers in one batch (faster: the
-  decoding of several queries is batched); with several ranks each rank then uses
-  ``rank_seed(seed, iteration, rank)``, so the run is statistically the same but not
-  bit-equal to one with a different rank count. A sampled judge (``reward.judge_temperature``
-  > 0) draws from the stream after the Solver, so it follows the same rule only in ``batch``
-  mode with equal rank counts.
+- **Solver seeding** (`Seeding`, ``LSP_MLX_SOLVER_SEEDING``): ``batch`` (the default) samples
+  all of a rank's answers in one batch, from the iteration's stream in a single process and
+  from ``rank_seed(seed, iteration, rank)`` on each of several ranks: fast (the decoding of
+  several queries is batched), statistically the same training, but not bit-equal across rank
+  counts. ``query`` draws the G answers of query i with ``query_seed(seed, iteration, i)``, one
+  query at a time, so the answers do not depend on how many ranks there are: a 2-rank run then
+  equals a 1-rank run (both with ``query``) and a run may resume with another rank count; it
+  costs the batching across queries (measured: about 3-4x the generation time on CPU). A
+  sampled judge (``reward.judge_temperature`` > 0) draws from the stream after the Solver, so
+  it is rank-count independent in neither mode (the default judge is greedy).
 - **Everything batch-level is global**: the Challenger baseline ``Vbar`` is the mean of *all*
   ranks' Challenger rewards, the loss weights ``1/(N*G)`` and ``alpha_Ch/N`` use the global
   number of live queries, and the metrics are computed on all ranks' games (gathered).
@@ -113,10 +113,10 @@ def timeout_from_env() -> float:
     return value
 
 
-def seeding_from_env(size: int) -> Seeding:
+def seeding_from_env() -> Seeding:
     raw = os.environ.get(SEEDING_ENV)
     if raw is None:
-        return "query" if size > 1 else "batch"
+        return "batch"
     if raw not in ("query", "batch"):
         raise UserError(
             f"{SEEDING_ENV}={raw!r}: use query (rank-count independent) or batch (faster)"
@@ -182,7 +182,7 @@ class World:
     engine = "local"
 
     def __init__(self, seeding: Seeding | None = None, watchdog: _Watchdog | None = None) -> None:
-        self.seeding: Seeding = seeding or seeding_from_env(self.size)
+        self.seeding: Seeding = seeding or seeding_from_env()
         self._watchdog = watchdog
 
     # --- primitives (exact: Python objects travel as JSON, floats round-trip bit-exactly)

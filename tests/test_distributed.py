@@ -165,7 +165,7 @@ def test_collectives_over_two_ring_ranks(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     results = [json.loads(o.splitlines()[0]) for o, _ in outs]
     for r, res in enumerate(results):
-        assert res["size"] == 2 and res["seeding"] == "query"
+        assert res["size"] == 2 and res["seeding"] == "batch"  # the default; query is opt-in
         assert res["shard"] == [[0, 1], [2, 3, 4]][r]
         assert res["concat"] == [
             {"rank": 0, "x": 0.1},
@@ -225,15 +225,23 @@ def adapter(run_dir: Path) -> dict:
 
 
 def test_two_ranks_equal_one_rank(tiny_model, tmp_path):
-    """mlx.launch -n 2 (through lsp-mlx launch) and one process, same N queries and seeds."""
+    """mlx.launch -n 2 (through lsp-mlx launch) and one process, same N queries and seeds.
+
+    Both seed the Solver per query (LSP_MLX_SOLVER_SEEDING=query), the rule that makes the
+    answers independent of the rank count; the default (batch) is only statistically equal.
+    """
     one, two = tmp_path / "one", tmp_path / "two"
-    ref = run_cli("train", *train_args(tiny_model, one), env={distributed.SEEDING_ENV: "query"})
+    env = {distributed.SEEDING_ENV: "query"}
+    ref = run_cli("train", *train_args(tiny_model, one), env=env)
     assert ref.returncode == 0, ref.stderr[-3000:]
-    dp = run_cli(
-        "launch", "-n", "2", "--port", str(free_ports(2)), "--", *train_args(tiny_model, two)
-    )
+    port = str(free_ports(2))
+    dp = run_cli("launch", "-n", "2", "--port", port, "--", *train_args(tiny_model, two), env=env)
     assert dp.returncode == 0, dp.stderr[-3000:]
-    assert "mlx.launch -n 2 --backend ring" in dp.stderr and "distributed: 2 ranks" in dp.stderr
+    assert "mlx.launch -n 2 --backend ring" in dp.stderr
+    assert (
+        "distributed: 2 ranks over mx.distributed (mlx.launch); solver seeding per query"
+        in dp.stderr
+    )
 
     import mlx.core as mx
 

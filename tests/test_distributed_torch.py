@@ -33,11 +33,14 @@ def test_torchrun_two_ranks_equal_one_rank(tiny_model, tmp_path):
     import numpy as np
 
     one, two = tmp_path / "one", tmp_path / "two"
-    # torchrun gives each rank one thread; so does the reference, so both sum in the same order
+    # per-query Solver seeds on both (see test_two_ranks_equal_one_rank); torchrun gives each
+    # rank one thread, and so does the reference, so both sum in the same order
     env = {distributed.SEEDING_ENV: "query", "OMP_NUM_THREADS": "1"}
     ref = run_cli("train", *train_args(tiny_model, one), "--backend", "torch", env=env)
     assert ref.returncode == 0, ref.stderr[-3000:]
-    dp = run_cli("launch", "-n", "2", "--", *train_args(tiny_model, two), "--backend", "torch")
+    dp = run_cli(
+        "launch", "-n", "2", "--", *train_args(tiny_model, two), "--backend", "torch", env=env
+    )
     assert dp.returncode == 0, dp.stderr[-3000:]
     assert "torchrun --standalone --nproc-per-node=2" in dp.stderr
     assert "distributed: 2 ranks over torch.distributed (gloo)" in dp.stderr
