@@ -21,17 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lsp_mlx.tui.app import DashboardApp
-from lsp_mlx.tui.screens import ConfirmScreen, GameScreen, HelpScreen
-from lsp_mlx.tui.source import AttachedRun
-from lsp_mlx.tui.start import StartScreen
-from lsp_mlx.tui.widgets import GamesTable
 from rich.console import Console
 from textual.pilot import Pilot
 from textual.widgets import Static
 
 from lsp_mlx.control import ControlReader
 from lsp_mlx.events import read_events
+from lsp_mlx.tui.app import DashboardApp
+from lsp_mlx.tui.screens import ConfirmScreen, GameScreen, HelpScreen
+from lsp_mlx.tui.source import AttachedRun
+from lsp_mlx.tui.start import StartScreen
+from lsp_mlx.tui.widgets import GamesTable
 
 RECORDED = Path(__file__).parent / "data" / "tui_events.jsonl"
 NOW = 1_700_000_500.0  # the app's clock in these tests

@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lsp_mlx.tui.app import DashboardApp
-from lsp_mlx.tui.screens import ConfirmScreen
-from lsp_mlx.tui.source import LaunchedRun, Stopper
-from lsp_mlx.tui.widgets import PLOTS, TILES
 from rich.console import Console
 from textual.pilot import Pilot
 
 from lsp_mlx.commands import tui as tui_command
 from lsp_mlx.commands.train import add_train_arguments
 from lsp_mlx.events import read_events
+from lsp_mlx.tui.app import DashboardApp
+from lsp_mlx.tui.screens import ConfirmScreen
+from lsp_mlx.tui.source import LaunchedRun, Stopper
+from lsp_mlx.tui.widgets import PLOTS, TILES
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_CONFIG = ROOT / "configs" / "tiny.yaml"

@@ -11,10 +11,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.events import read_events
 from lsp_mlx.tui.app import DashboardApp
 from lsp_mlx.tui.source import AttachedRun
-
-from lsp_mlx.events import read_events
 
 RECORDED = Path(__file__).parent / "data" / "tui_events.jsonl"
 NOW = 1_700_000_500.0

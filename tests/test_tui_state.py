@@ -12,12 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lsp_mlx.events import EventWriter, read_events
 from lsp_mlx.tui.format import clip, duration, number, printable
 from lsp_mlx.tui.source import AttachedRun, pid_alive, tail_lines
 from lsp_mlx.tui.start import find_presets, find_runs, summarize_run
 from lsp_mlx.tui.state import RunState
-
-from lsp_mlx.events import EventWriter, read_events
 
 DATA = Path(__file__).parent / "data"
 RECORDED = DATA / "tui_events.jsonl"
