@@ -53,6 +53,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lsp_mlx.errors import UserError
@@ -373,11 +374,20 @@ class TorchWorld(World):
 
 def launched_by() -> str | None:
     """``mlx`` under mlx.launch/mpirun, ``torch`` under torchrun, None for a plain process."""
-    if (
-        "MLX_RANK" in os.environ
-        or "MLX_WORLD_SIZE" in os.environ
-        or "OMPI_COMM_WORLD_SIZE" in os.environ
-    ):
+    env = os.environ
+    if "MLX_RANK" in env or "MLX_WORLD_SIZE" in env or "OMPI_COMM_WORLD_SIZE" in env:
+        hostfile = env.get("MLX_HOSTFILE")
+        # `mlx.launch -n 1` hands its one rank an empty ring hostfile: that is one process
+        alone = hostfile is not None and (
+            not os.path.isfile(hostfile) or not Path(hostfile).read_text().strip()
+        )
+        if (
+            alone
+            and "MLX_IBV_DEVICES" not in env
+            and "MLX_WORLD_SIZE" not in env
+            and "OMPI_COMM_WORLD_SIZE" not in env
+        ):
+            return None
         return "mlx"
     if "TORCHELASTIC_RUN_ID" in os.environ or ("WORLD_SIZE" in os.environ and "RANK" in os.environ):
         return "torch"

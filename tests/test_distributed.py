@@ -89,6 +89,19 @@ def test_single_process_world_is_the_identity(monkeypatch):
     assert world.gradient_reducer() is None
 
 
+def test_mlx_launch_with_one_rank_is_a_plain_process(monkeypatch, tmp_path):
+    """`mlx.launch -n 1` gives its rank an empty ring hostfile (one newline): no peers to join."""
+    for key in ("MLX_WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "MLX_IBV_DEVICES", "WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("\n")
+    monkeypatch.setenv("MLX_RANK", "0")
+    monkeypatch.setenv("MLX_HOSTFILE", str(hostfile))
+    assert distributed.launched_by() is None and type(distributed.init("mlx")) is distributed.World
+    hostfile.write_text('[["127.0.0.1:5000"], ["127.0.0.1:5001"]]')
+    assert distributed.launched_by() == "mlx"
+
+
 def test_env_knobs_are_checked(monkeypatch):
     monkeypatch.setenv(distributed.SEEDING_ENV, "per-rank")
     with pytest.raises(UserError, match="use query"):
