@@ -79,6 +79,7 @@ def test_single_process_world_is_the_identity(monkeypatch):
         "TORCHELASTIC_RUN_ID",
         "WORLD_SIZE",
         "RANK",
+        distributed.SEEDING_ENV,
     ):
         monkeypatch.delenv(key, raising=False)
     world = distributed.init("mlx")
