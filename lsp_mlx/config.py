@@ -99,6 +99,7 @@ class SQLMConfig:
     solver_temperature: float | None = _f(None, "game sqlm: the Solver's sampling temperature (default: game.temperature, which then is the Proposer's)")
     references: int = _f(0, "game sqlm: show the Proposer K earlier valid problems (a fresh random draw per proposal, as Absolute Zero does) and ask for a different one; 0: none")
     seed_problems: list[str] = _f([], "game sqlm: problems the reference buffer starts with (used when references > 0)")
+    buffer_band_only: bool = _f(True, "game sqlm: only problems the Solver found neither trivial nor hopeless (0 < solve rate < 1) join the reference buffer")
     repetition_penalty: float = _f(1.0, "game sqlm, r-zero: weight lambda of the near-duplicate penalty |C|/B")
     duplicate_threshold: float = _f(0.5, "game sqlm: word-bigram Jaccard similarity at which two problems count as near-duplicates")
     normalize_std: bool = _f(True, "game sqlm: divide group-centred advantages by the group std (GRPO, the paper); false: centring only")
