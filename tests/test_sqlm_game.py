@@ -56,6 +56,10 @@ class ScriptedBackend:
         return out
 
 
+def config_overrides(config: cfg.Config) -> dict:
+    return {f"{sec}.{k}": v for sec, vals in config.to_dict().items() for k, v in vals.items()}
+
+
 def sqlm_config(**overrides) -> cfg.Config:
     base = {
         "game.name": "sqlm",
@@ -245,11 +249,13 @@ def test_reference_buffer_varies_the_proposer_prompt_and_grows():
     assert len(backend.proposer_prompts) == 3  # one prompt per proposal, each with its own draw
     shown = [[s for s in seeds if s in prompt] for prompt in backend.proposer_prompts]
     assert all(len(refs) == 2 for refs in shown) and len({tuple(r) for r in shown}) > 1
-    assert game.buffer == [
-        *seeds,
-        "What is 12 + 7?",
-        "What is 2 + 2?",
-    ]  # valid problems join, masked do not
+    # only the problem inside the band joins: 2 + 2 was solved by all; the masked one is no problem
+    assert game.buffer == [*seeds, "What is 12 + 7?"]
+    loose = cfg.load(None, {**config_overrides(config), "sqlm.buffer_band_only": False})
+    other = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
+    everything = make_sqlm(loose, other)
+    everything.play(other, iteration=2)
+    assert everything.buffer == [*seeds, "What is 12 + 7?", "What is 2 + 2?"]
     proposer = [s for s in rollout.samples if s.role == "proposer"]
     assert {backend.decode(s.prompt) for s in proposer} <= set(backend.proposer_prompts)
     backend2 = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)

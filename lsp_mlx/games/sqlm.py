@@ -212,7 +212,14 @@ class SQLMGame:
                     )
                 )
         games.sort(key=lambda game: game.index)
-        self._remember([proposals[i].problem for i in live])
+        band_only = self.config.sqlm.buffer_band_only
+        self._remember(
+            [
+                proposals[i].problem
+                for k, i in enumerate(live)
+                if not band_only or 0 < scored[k].solve_rate < 1
+            ]
+        )
 
         metrics = self._metrics(
             prop, proposals, answers, scored, prop_rewards, sol_adv, prop_adv, update_proposer
