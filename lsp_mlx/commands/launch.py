@@ -166,6 +166,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _beside_python(tool: str) -> str:
+    """The launcher installed with this Python (works without an activated venv), else PATH's."""
+    path = Path(sys.executable).parent / tool
+    return str(path) if path.is_file() else tool
+
+
 def _run_ends(run_dir: Path) -> list[str] | None:
     """The statuses of the run_end events in ``run_dir`` (None when its events are not here)."""
     from lsp_mlx.events import EVENTS_FILE, read_events
@@ -209,7 +215,7 @@ def run(args: argparse.Namespace) -> int:
     run_dir = Path(config.train.run_dir)
     ends_before = _run_ends(run_dir) or []
     try:
-        proc = subprocess.Popen(cmd)
+        proc = subprocess.Popen([_beside_python(cmd[0]), *cmd[1:]])
     except FileNotFoundError:
         raise UserError(
             f"{cmd[0]} not found: install {'torch' if engine == 'torch' else 'mlx'} in this environment"
