@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,34 @@ def test_eval_base_only_and_python_judge(tiny_model: Path, tiny_run: Path, tmp_p
     )  # a scalar scorer has no positions
 
 
+def test_eval_splits_off_the_problems_the_run_trained_on(
+    tiny_model: Path, tiny_run: Path, tmp_path: Path
+):
+    from lsp_mlx.evaluation.heldout import make_arithmetic_set
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    trained = make_arithmetic_set(1234, 4, ["add1"])[2].question
+    game = {"v": 1, "type": "game", "iteration": 1, "index": 0, "game": "sqlm", "valid": True,
+            "query": f"  {trained} ", "answers": [{"text": "5", "reward": 1.0}]}  # fmt: skip
+    masked = dict(game, query=make_arithmetic_set(1234, 4, ["add1"])[0].question, valid=False)
+    with (run / "events.jsonl").open("a") as f:
+        f.write(json.dumps(game) + "\n" + json.dumps(masked) + "\n")
+    out = tmp_path / "eval.json"
+    args = ["--model", str(tiny_model), "--levels", "add1", "--per-level", "4", "--max-tokens", "2"]
+    r = run_cli("eval", *args, "--adapter", str(run / "adapters"), "--output", str(out))
+    assert r.returncode == 0, r.stderr[-2000:]
+    acc = json.loads(out.read_text())["accuracy"]
+    assert acc["train_log"] == str(run / "events.jsonl") and acc["seen_in_training"] == 1
+    assert [s["seen_in_training"] for s in acc["samples"]] == [False, False, True, False]
+    assert acc["unseen"]["base"]["n"] == 3 and "difference" in acc["unseen"]
+    assert "\nunseen " in r.stdout and "1 of the 4 appear as training problems" in r.stdout
+    r = run_cli(
+        "eval", *args, "--adapter", str(run), "--train-log", "none", "--output", str(out)
+    )
+    assert r.returncode == 0 and "unseen" not in json.loads(out.read_text())["accuracy"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -140,6 +169,7 @@ def test_eval_base_only_and_python_judge(tiny_model: Path, tiny_run: Path, tmp_p
         (["--no-base"], "--no-base needs --adapter"),
         (["--levels", "add9"], "unknown level"),
         (["--per-level", "0"], "--per-level must be >= 1"),
+        (["--train-log", "/nonexistent"], "--train-log: no events.jsonl"),
     ],
 )
 def test_eval_bad_input_is_one_line(

@@ -45,6 +45,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-tokens", type=int, default=64, help="max tokens per answer (default 64)")
     p.add_argument("--no-accuracy", action="store_true", help="skip the held-out accuracy")
     p.add_argument(
+        "--train-log",
+        metavar="EVENTS",
+        help="a run's events.jsonl: also report accuracy on the problems that run never trained on "
+        "(default: found next to a run's adapter; 'none' turns it off)",
+    )
+    p.add_argument(
         "--no-base",
         action="store_true",
         help="with --adapter: measure only the adapter's accuracy (e.g. for checkpoints along a curve)",
@@ -148,9 +154,51 @@ def _progress(label: str) -> Any:
     return report
 
 
-def accuracy_section(backend: Any, args: argparse.Namespace, with_adapter: bool) -> dict[str, Any]:
-    from lsp_mlx.evaluation.heldout import answer_problems, grade, make_arithmetic_set
+def _train_log(args: argparse.Namespace, adapter: Path | None) -> Path | None:
+    if args.train_log == "none":
+        return None
+    if args.train_log:
+        path = Path(args.train_log)
+        path = path / "events.jsonl" if path.is_dir() else path
+        if not path.is_file():
+            raise UserError(
+                f"--train-log: no events.jsonl at {args.train_log}: pass a run folder or its events.jsonl"
+            )
+        return path
+    from lsp_mlx.evaluation.heldout import find_run_log
+
+    return find_run_log(adapter) if adapter is not None else None
+
+
+def _accuracy_row(
+    graded: dict[str, list[Any]], runs: dict[str, bool], idx: list[int]
+) -> dict[str, Any]:
     from lsp_mlx.evaluation.stats import paired_difference, wilson_interval
+
+    row: dict[str, Any] = {}
+    for name in runs:
+        hits = [graded[name][i].correct for i in idx]
+        row[name] = wilson_interval(sum(hits), len(hits)).to_dict()
+    if len(runs) == 2:
+        diff = paired_difference(
+            [graded["adapter"][i].correct for i in idx],
+            [graded["base"][i].correct for i in idx],
+        )
+        row["difference"] = diff.to_dict()
+        row["difference"]["excludes_zero"] = diff.excludes(0.0)
+    return row
+
+
+def accuracy_section(
+    backend: Any, args: argparse.Namespace, with_adapter: bool, train_log: Path | None = None
+) -> dict[str, Any]:
+    from lsp_mlx.evaluation.heldout import (
+        answer_problems,
+        grade,
+        make_arithmetic_set,
+        seen_in_training,
+        training_questions,
+    )
 
     levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
     try:
@@ -179,25 +227,22 @@ def accuracy_section(backend: Any, args: argparse.Namespace, with_adapter: bool)
         "by_level": {},
         "samples": [],
     }
-    for level in [*levels, "all"]:
-        idx = [i for i, p in enumerate(problems) if level == "all" or p.level == level]
-        row: dict[str, Any] = {}
-        for name in runs:
-            hits = [graded[name][i].correct for i in idx]
-            row[name] = wilson_interval(sum(hits), len(hits)).to_dict()
-        if len(runs) == 2:
-            diff = paired_difference(
-                [graded["adapter"][i].correct for i in idx],
-                [graded["base"][i].correct for i in idx],
-            )
-            row["difference"] = diff.to_dict()
-            row["difference"]["excludes_zero"] = diff.excludes(0.0)
-        if level == "all":
-            out["all"] = row
-        else:
-            out["by_level"][level] = row
+    for level in levels:
+        idx = [i for i, p in enumerate(problems) if p.level == level]
+        out["by_level"][level] = _accuracy_row(graded, runs, idx)
+    out["all"] = _accuracy_row(graded, runs, list(range(len(problems))))
+    seen = [False] * len(problems)
+    if train_log is not None:
+        seen = seen_in_training(problems, training_questions(train_log))
+        unseen = [i for i, s in enumerate(seen) if not s]
+        out["train_log"] = str(train_log)
+        out["seen_in_training"] = sum(seen)
+        if unseen:
+            out["unseen"] = _accuracy_row(graded, runs, unseen)
     for i, p in enumerate(problems):
         sample = {"question": p.question, "answer": p.answer, "level": p.level}
+        if train_log is not None:
+            sample["seen_in_training"] = seen[i]
         for name in runs:
             g = graded[name][i]
             sample[name] = {
@@ -252,7 +297,10 @@ def print_table(result: dict[str, Any]) -> None:
             + "".join(f"{c:<24}" for c in columns)
             + ("adapter - base" if diff else "")
         )
-        for level, row in [*acc["by_level"].items(), ("all", acc["all"])]:
+        rows = [*acc["by_level"].items(), ("all", acc["all"])]
+        if "unseen" in acc:
+            rows.append(("unseen", acc["unseen"]))
+        for level, row in rows:
             line = f"{level:<8}{row[columns[0]]['n']:>5}  " + "".join(
                 f"{_pct(row[c]):<24}" for c in columns
             )
@@ -260,6 +308,11 @@ def print_table(result: dict[str, Any]) -> None:
                 d = row["difference"]
                 line += f"{100 * d['estimate']:+5.1f} [{100 * d['ci_low']:+5.1f}, {100 * d['ci_high']:+5.1f}]"
             print(line)
+        if "train_log" in acc:
+            print(
+                f"unseen: the problems the run never trained on ({acc['seen_in_training']} of "
+                f"the {len(acc['samples'])} appear as training problems in {acc['train_log']})"
+            )
     wr = result.get("win_rate")
     if wr:
         w = wr["win_rate"]
@@ -273,6 +326,7 @@ def print_table(result: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     _check(args)
     adapter = _adapter_dir(args.adapter) if args.adapter else None
+    train_log = _train_log(args, adapter)
     config = _config(args, adapter)
     from lsp_mlx.backends import get_backend
 
@@ -285,7 +339,7 @@ def run(args: argparse.Namespace) -> int:
         "adapter": str(adapter) if adapter else None,
     }
     if not args.no_accuracy:
-        result["accuracy"] = accuracy_section(backend, args, adapter is not None)
+        result["accuracy"] = accuracy_section(backend, args, adapter is not None, train_log)
     if args.prompts:
         result["win_rate"] = win_rate_section(backend, args)
     print_table(result)
