@@ -468,7 +468,7 @@ def train_step(
     """
     if world.size == 1:
         return backend.train_step(samples, beta, kl_estimator)
-    from lsp_mlx.backends.base import StepStats
+    from lsp_mlx.backends.base import RoleTotals, StepStats
 
     if world.all_sum([len(samples)], "the sample count")[0] == 0:
         return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
@@ -491,20 +491,15 @@ def train_step(
     }
     parts = world.all_gather_object(local, "the step statistics")
     n = sum(p["n"] for p in parts)
-    per_role: dict[str, dict[str, float]] = {}
+    totals = RoleTotals()
     for p in parts:
-        for role, v in p["roles"].items():
-            acc = per_role.setdefault(role, {"loss": 0.0, "kl": 0.0, "n": 0.0})
-            for key in acc:
-                acc[key] += v[key]
-    for acc in per_role.values():
-        acc["kl"] /= max(acc.pop("n"), 1.0)
+        totals.merge(p["roles"])
     return StepStats(
         loss=sum(p["loss"] for p in parts),
         kl=sum(p["kl"] for p in parts) / max(n, 1),
         grad_norm=parts[0]["grad_norm"],
         tokens=sum(p["tokens"] for p in parts),
-        per_role=per_role,
+        per_role=totals.per_role(),
     )
 
 

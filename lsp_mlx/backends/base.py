@@ -8,6 +8,7 @@ model with the adapter switched off (ALGORITHMS.md §5): no second copy of the w
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -34,6 +35,33 @@ class StepStats:
     grad_norm: float
     tokens: int  # completion tokens trained on
     per_role: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> {"loss":..,"kl":..}
+
+
+class RoleTotals:
+    """Per-role sums over one step (weighted loss, sequence KL, sample count), filled by the
+    backends micro-batch by micro-batch and merged across ranks by `lsp_mlx.distributed`."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, dict[str, float]] = {}
+
+    def add(
+        self, samples: Iterable[PolicySample], kls: Iterable[float], per_sample: Iterable[float]
+    ) -> None:
+        for s, kl, loss in zip(samples, kls, per_sample):
+            self.merge({s.role: {"loss": s.weight * loss, "kl": kl, "n": 1.0}})
+
+    def merge(self, totals: dict[str, dict[str, float]]) -> None:
+        for role, values in totals.items():
+            acc = self.totals.setdefault(role, {"loss": 0.0, "kl": 0.0, "n": 0.0})
+            for key in acc:
+                acc[key] += values[key]
+
+    def per_role(self) -> dict[str, dict[str, float]]:
+        """role -> {"loss": summed weighted loss, "kl": mean KL}, as `StepStats.per_role`."""
+        return {
+            role: {"loss": acc["loss"], "kl": acc["kl"] / max(acc["n"], 1.0)}
+            for role, acc in self.totals.items()
+        }
 
 
 @dataclass

@@ -38,7 +38,7 @@ from mlx_lm.sample_utils import make_sampler  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model, load  # noqa: E402
 
-from lsp_mlx.backends.base import Completion, StepStats  # noqa: E402
+from lsp_mlx.backends.base import Completion, RoleTotals, StepStats  # noqa: E402
 from lsp_mlx.config import Config  # noqa: E402
 from lsp_mlx.errors import UserError  # noqa: E402
 from lsp_mlx.models import resolve_model  # noqa: E402
@@ -346,7 +346,7 @@ class MLXBackend:
         grads_acc = None
         loss_total = mx.array(0.0)
         kls: list[float] = []
-        per_role: dict[str, dict[str, float]] = {}
+        roles = RoleTotals()
         for chunk in self._micro_batches(samples):
             pairs = [(s.prompt, s.completion) for s in chunk]
             inputs, targets, mask = _batch_arrays(pairs, rows)
@@ -361,12 +361,8 @@ class MLXBackend:
             grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
             loss_total = loss_total + loss
             mx.eval(loss_total, grads_acc, kl, per_sample)
-            for s, k, ps in zip(chunk, kl.tolist(), per_sample.tolist()):
-                kls.append(k)
-                role = per_role.setdefault(s.role, {"loss": 0.0, "kl": 0.0, "n": 0.0})
-                role["loss"] += s.weight * ps
-                role["kl"] += k
-                role["n"] += 1
+            kls.extend(kl.tolist())
+            roles.add(chunk, kls[-len(chunk) :], per_sample.tolist())
         # --- [distributed] hook (lsp_mlx.distributed): every sample's weight already holds the
         # global 1/(N*G) or alpha_Ch/N, so each rank's loss is a partial sum of the global loss and
         # the global gradient is the SUM over ranks (mx.distributed.all_sum), not the average
@@ -381,14 +377,12 @@ class MLXBackend:
             grads_acc, grad_norm = optim.clip_grad_norm(grads_acc, self.config.train.max_grad_norm)
         self.optimizer.update(self.model, grads_acc)
         mx.eval(self.model.trainable_parameters(), self.optimizer.state, grad_norm)
-        for role in per_role.values():
-            role["kl"] /= max(role.pop("n"), 1.0)
         return StepStats(
             loss=loss_total.item(),
             kl=sum(kls) / max(len(kls), 1),
             grad_norm=grad_norm.item(),
             tokens=sum(len(s.completion) for s in samples),
-            per_role=per_role,
+            per_role=roles.per_role(),
         )
 
     # ---------------------------------------------------------------- state

@@ -30,7 +30,7 @@ import transformers
 from peft import LoraConfig, get_peft_model
 
 from lsp_mlx.backends import torch_adapters as adapters
-from lsp_mlx.backends.base import Completion, StepStats
+from lsp_mlx.backends.base import Completion, RoleTotals, StepStats
 from lsp_mlx.backends.torch_models import (
     TorchRewardModel,
     eos_token_ids,
@@ -259,7 +259,7 @@ class TorchBackend:
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
         log_ratios: list[float] = []
-        per_role: dict[str, dict[str, float]] = {}
+        roles = RoleTotals()
         with self._lora_dropout():
             for chunk in self._micro_batches(samples):
                 pairs = [(s.prompt, s.completion) for s in chunk]
@@ -280,12 +280,8 @@ class TorchBackend:
                 loss = (weight * per_sample).sum()
                 loss.backward()
                 loss_total += loss.item()
-                for s, lr_k, ps in zip(chunk, log_ratio.tolist(), per_sample.tolist()):
-                    log_ratios.append(lr_k)
-                    role = per_role.setdefault(s.role, {"loss": 0.0, "kl": 0.0, "n": 0.0})
-                    role["loss"] += s.weight * ps
-                    role["kl"] += lr_k
-                    role["n"] += 1
+                log_ratios.extend(log_ratio.tolist())
+                roles.add(chunk, log_ratios[-len(chunk) :], per_sample.tolist())
         # --- [distributed] hook (lsp_mlx.distributed): the weights already hold the global
         # 1/(N*G) and alpha_Ch/N, so the global gradient is the SUM of the ranks' gradients
         # (all_reduce SUM on one flat buffer; DDP would average). A rank without samples adds zeros.
@@ -298,14 +294,12 @@ class TorchBackend:
         )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        for role in per_role.values():
-            role["kl"] /= max(role.pop("n"), 1.0)
         return StepStats(
             loss=loss_total,
             kl=sum(log_ratios) / max(len(log_ratios), 1),
             grad_norm=float(grad_norm),
             tokens=sum(len(s.completion) for s in samples),
-            per_role=per_role,
+            per_role=roles.per_role(),
         )
 
     # ---------------------------------------------------------------- state
