@@ -4,6 +4,9 @@ accuracy (with 95% intervals) from ``lsp-mlx eval`` JSON files of its checkpoint
     python -m lsp_mlx.evaluation.curve RUN_DIR --eval 0:base.json --eval 30:final.json -o curve.png
 
 ``ITER:FILE`` gives the iteration an eval belongs to; iteration 0 reads the ``base`` entry.
+When the iteration-0 file holds the base model's answers, a second panel shows each
+checkpoint's paired difference adapter - base on the same problems (95% interval): the
+accuracies' own intervals overlap long before the paired difference stops including zero.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.evaluation.stats import paired_difference
 from lsp_mlx.events import read_events
 
 
@@ -45,6 +49,54 @@ def heldout_points(
     return sorted(points)
 
 
+def paired_points(
+    evals: list[tuple[int, dict[str, Any]]],
+) -> list[tuple[int, float, float, float]]:
+    """(iteration, adapter - base, ci_low, ci_high) of every eval against the base answers of
+    the iteration-0 eval, paired by question; [] when no base answers are at hand."""
+    base = {
+        s["question"]: s["base"]["correct"]
+        for iteration, result in evals
+        if iteration == 0
+        for s in result["accuracy"]["samples"]
+        if "base" in s
+    }
+    points = [(0, 0.0, 0.0, 0.0)] if base else []
+    for iteration, result in evals:
+        pairs = [
+            (s["adapter"]["correct"], base[s["question"]])
+            for s in result["accuracy"]["samples"]
+            if iteration > 0 and "adapter" in s and s["question"] in base
+        ]
+        if pairs:
+            d = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+            points.append((iteration, d.estimate, d.low, d.high))
+    return sorted(points)
+
+
+def sampling_temperature(run_dir: Path) -> float | None:
+    """The Solver's sampling temperature recorded in the run's ``run_start`` event."""
+    for e in read_events(run_dir):
+        if e.get("type") == "run_start":
+            config = e.get("config", {})
+            t = config.get("sqlm", {}).get("solver_temperature")
+            return float(t if t is not None else config.get("game", {}).get("temperature", 1.0))
+    return None
+
+
+def _errorbar(ax: Any, points: list[tuple[int, float, float, float]], label: str) -> None:
+    ax.errorbar(
+        [p[0] for p in points],
+        [p[1] for p in points],
+        yerr=[[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]],
+        fmt="o-",
+        color="tab:red",
+        capsize=4,
+        lw=2,
+        label=label,
+    )
+
+
 def plot(
     run_dir: Path, evals: list[tuple[int, dict[str, Any]]], out: Path, metric: str, window: int
 ) -> None:
@@ -53,10 +105,22 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=120)
+    diffs = paired_points(evals)
+    fig, axes = plt.subplots(
+        2 if diffs else 1,
+        1,
+        figsize=(7, 6.5 if diffs else 4),
+        dpi=120,
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 2]} if diffs else None,
+    )
+    ax = axes[0][0]
     xs, ys = training_series(run_dir, metric)
+    temperature = sampling_temperature(run_dir)
+    sampled = f"sampled at T={temperature:g}" if temperature is not None else "sampled"
     if xs:
-        ax.plot(xs, ys, color="0.75", lw=1, label=f"{metric} (per iteration, sampled at T=1)")
+        ax.plot(xs, ys, color="0.75", lw=1, label=f"{metric} (per iteration, {sampled})")
         ax.plot(
             xs,
             moving_average(ys, window),
@@ -66,25 +130,20 @@ def plot(
         )
     points = heldout_points(evals)
     if points:
-        px = [p[0] for p in points]
-        py = [p[1] for p in points]
-        err = [[p[1] - p[2] for p in points], [p[3] - p[1] for p in points]]
-        ax.errorbar(
-            px,
-            py,
-            yerr=err,
-            fmt="o-",
-            color="tab:red",
-            capsize=4,
-            lw=2,
-            label="held-out accuracy, greedy (95% CI)",
-        )
-    ax.set_xlabel("iteration")
+        _errorbar(ax, points, "held-out accuracy, greedy (95% CI)")
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     ax.set_title(f"{run_dir.name}: SQLM on arithmetic")
+    if diffs:
+        dx = axes[1][0]
+        dx.axhline(0.0, color="0.3", lw=1)
+        _errorbar(dx, diffs, "held-out adapter - base, paired (95% CI)")
+        dx.set_ylabel("difference")
+        dx.grid(alpha=0.3)
+        dx.legend(loc="upper left", fontsize=8)
+    axes[-1][0].set_xlabel("iteration")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
