@@ -24,8 +24,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="held-out accuracy and pairwise win rate of an adapter vs its base model",
         description="Evaluate a base model, or an adapter against its base model: exact-match accuracy on a "
-        "held-out arithmetic set generated from --seed (95%% Wilson intervals; paired difference with an adapter) "
-        "and, with --prompts, the adapter's win rate judged in both orders (95%% interval).",
+        "held-out arithmetic set generated from --seed (95% Wilson intervals; paired difference with an adapter) "
+        "and, with --prompts, the adapter's win rate judged in both orders (95% interval).",
     )
     p.add_argument(
         "--model",
