@@ -41,6 +41,9 @@ def test_loss_with_kl_matches_sequence_logprobs(tiny_backend):
     assert stats.kl == pytest.approx(sum(expected_kl) / 3, rel=1e-4, abs=1e-5)
     assert abs(stats.kl) > 1e-4  # the adapter moved, so the policy left the reference
     assert stats.loss == pytest.approx(expected, rel=1e-4, abs=1e-5)
+    # one role: its numbers are the step's (padding rows of the micro-batch count in neither)
+    assert stats.per_role["solver"]["kl"] == pytest.approx(stats.kl, rel=1e-6)
+    assert stats.per_role["solver"]["loss"] == pytest.approx(stats.loss, rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("sign", [1.0, -1.0])

@@ -361,8 +361,9 @@ class MLXBackend:
             grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
             loss_total = loss_total + loss
             mx.eval(loss_total, grads_acc, kl, per_sample)
-            kls.extend(kl.tolist())
-            roles.add(chunk, kls[-len(chunk) :], per_sample.tolist())
+            chunk_kls = kl.tolist()[: len(chunk)]  # the rest are padding rows
+            kls.extend(chunk_kls)
+            roles.add(chunk, chunk_kls, per_sample.tolist())
         # --- [distributed] hook (lsp_mlx.distributed): every sample's weight already holds the
         # global 1/(N*G) or alpha_Ch/N, so each rank's loss is a partial sum of the global loss and
         # the global gradient is the SUM over ranks (mx.distributed.all_sum), not the average

@@ -280,8 +280,9 @@ class TorchBackend:
                 loss = (weight * per_sample).sum()
                 loss.backward()
                 loss_total += loss.item()
-                log_ratios.extend(log_ratio.tolist())
-                roles.add(chunk, log_ratios[-len(chunk) :], per_sample.tolist())
+                chunk_log_ratios = log_ratio.tolist()
+                log_ratios.extend(chunk_log_ratios)
+                roles.add(chunk, chunk_log_ratios, per_sample.tolist())
         # --- [distributed] hook (lsp_mlx.distributed): the weights already hold the global
         # 1/(N*G) and alpha_Ch/N, so the global gradient is the SUM of the ranks' gradients
         # (all_reduce SUM on one flat buffer; DDP would average). A rank without samples adds zeros.
