@@ -56,6 +56,11 @@ class RoleTotals:
             for key in acc:
                 acc[key] += values[key]
 
+    def mean_kl(self) -> float:
+        """The mean KL over every sample of every role, as `StepStats.kl`."""
+        n = sum(acc["n"] for acc in self.totals.values())
+        return sum(acc["kl"] for acc in self.totals.values()) / max(n, 1.0)
+
     def per_role(self) -> dict[str, dict[str, float]]:
         """role -> {"loss": summed weighted loss, "kl": mean KL}, as `StepStats.per_role`."""
         return {

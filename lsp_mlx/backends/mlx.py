@@ -345,7 +345,6 @@ class MLXBackend:
         rows = self.config.train.micro_batch_size
         grads_acc = None
         loss_total = mx.array(0.0)
-        kls: list[float] = []
         roles = RoleTotals()
         for chunk in self._micro_batches(samples):
             pairs = [(s.prompt, s.completion) for s in chunk]
@@ -361,9 +360,7 @@ class MLXBackend:
             grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
             loss_total = loss_total + loss
             mx.eval(loss_total, grads_acc, kl, per_sample)
-            chunk_kls = kl.tolist()[: len(chunk)]  # the rest are padding rows
-            kls.extend(chunk_kls)
-            roles.add(chunk, chunk_kls, per_sample.tolist())
+            roles.add(chunk, kl.tolist(), per_sample.tolist())  # zip drops the padding rows
         # --- [distributed] hook (lsp_mlx.distributed): every sample's weight already holds the
         # global 1/(N*G) or alpha_Ch/N, so each rank's loss is a partial sum of the global loss and
         # the global gradient is the SUM over ranks (mx.distributed.all_sum), not the average
@@ -380,7 +377,7 @@ class MLXBackend:
         mx.eval(self.model.trainable_parameters(), self.optimizer.state, grad_norm)
         return StepStats(
             loss=loss_total.item(),
-            kl=sum(kls) / max(len(kls), 1),
+            kl=roles.mean_kl(),
             grad_norm=grad_norm.item(),
             tokens=sum(len(s.completion) for s in samples),
             per_role=roles.per_role(),

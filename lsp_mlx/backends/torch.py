@@ -258,7 +258,6 @@ class TorchBackend:
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
-        log_ratios: list[float] = []
         roles = RoleTotals()
         with self._lora_dropout():
             for chunk in self._micro_batches(samples):
@@ -280,9 +279,7 @@ class TorchBackend:
                 loss = (weight * per_sample).sum()
                 loss.backward()
                 loss_total += loss.item()
-                chunk_log_ratios = log_ratio.tolist()
-                log_ratios.extend(chunk_log_ratios)
-                roles.add(chunk, chunk_log_ratios, per_sample.tolist())
+                roles.add(chunk, log_ratio.tolist(), per_sample.tolist())
         # --- [distributed] hook (lsp_mlx.distributed): the weights already hold the global
         # 1/(N*G) and alpha_Ch/N, so the global gradient is the SUM of the ranks' gradients
         # (all_reduce SUM on one flat buffer; DDP would average). A rank without samples adds zeros.
@@ -297,7 +294,7 @@ class TorchBackend:
         self.optimizer.zero_grad(set_to_none=True)
         return StepStats(
             loss=loss_total,
-            kl=sum(log_ratios) / max(len(log_ratios), 1),
+            kl=roles.mean_kl(),
             grad_norm=float(grad_norm),
             tokens=sum(len(s.completion) for s in samples),
             per_role=roles.per_role(),

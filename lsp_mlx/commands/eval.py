@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lsp_mlx.errors import UserError
+from lsp_mlx.events import EVENTS_FILE
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -159,7 +160,7 @@ def _train_log(args: argparse.Namespace, adapter: Path | None) -> Path | None:
         return None
     if args.train_log:
         path = Path(args.train_log)
-        path = path / "events.jsonl" if path.is_dir() else path
+        path = path / EVENTS_FILE if path.is_dir() else path
         if not path.is_file():
             raise UserError(
                 f"--train-log: no events.jsonl at {args.train_log}: pass a run folder or its events.jsonl"
