@@ -8,7 +8,7 @@ model with the adapter switched off (ALGORITHMS.md §5): no second copy of the w
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -34,7 +34,8 @@ class StepStats:
     kl: float  # mean over samples of the sequence log-ratio log pi(c|p) - log pi_ref(c|p)
     grad_norm: float
     tokens: int  # completion tokens trained on
-    per_role: dict[str, dict[str, float]] = field(default_factory=dict)  # role -> {"loss":..,"kl":..}
+    # role -> {"loss": summed weighted loss, "kl": mean KL}
+    per_role: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class RoleTotals:
@@ -69,16 +70,10 @@ class RoleTotals:
         }
 
 
-@dataclass
-class GenerationStats:
-    prompt_tokens: int = 0
-    generation_tokens: int = 0
-    seconds: float = 0.0
-
-
 @runtime_checkable
 class Backend(Protocol):
     name: str
+    eos_token_id: int  # the id that ends a reply (the tokenizer's EOS)
 
     # --- text ---
     def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
@@ -118,8 +113,19 @@ class Backend(Protocol):
         ...
 
     # --- training ---
-    def train_step(self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1") -> StepStats:
-        """One optimizer step on the loss of ALGORITHMS.md §1 (see `PolicySample`)."""
+    def train_step(
+        self,
+        samples: list[PolicySample],
+        beta: float,
+        kl_estimator: str = "k1",
+        grad_reduce: Callable[[Any], Any] | None = None,
+    ) -> StepStats:
+        """One optimizer step on the loss of ALGORITHMS.md §1 (see `PolicySample`).
+
+        ``grad_reduce`` (data-parallel runs only) sums the accumulated gradients over the ranks
+        before clipping; each sample's weight already holds the global 1/(N*G), so the global
+        gradient is the sum, not the mean. With it, a rank without samples still steps with zeros.
+        """
         ...
 
     # --- state ---

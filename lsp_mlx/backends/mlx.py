@@ -109,8 +109,6 @@ def _batch_arrays(
 
 class MLXBackend:
     name = "mlx"
-    # [distributed] set by lsp_mlx.distributed.prepare: sums a gradient tree over the ranks
-    grad_reduce: Callable[[Any], Any] | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -123,10 +121,13 @@ class MLXBackend:
                 tokenizer_config={"trust_remote_code": config.model.trust_remote_code},
             )
         except FileNotFoundError as e:
-            raise UserError(f"cannot load model {config.model.path!r} ({e}): pass a model folder, a .gguf or a cached Hub id") from None
+            raise UserError(
+                f"cannot load model {config.model.path!r} ({e}): pass a model folder, a .gguf or a cached Hub id"
+            ) from None
         self.dequantized = False
         if self._should_dequantize() and any(
-            isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding)) for _, m in self.model.named_modules()
+            isinstance(m, (nn.QuantizedLinear, nn.QuantizedEmbedding))
+            for _, m in self.model.named_modules()
         ):
             self.model = dequantize_model(self.model)
             self.dequantized = True
@@ -137,16 +138,27 @@ class MLXBackend:
         lora = config.lora
         self.num_layers = len(self.model.layers) if lora.num_layers == -1 else lora.num_layers
         if self.num_layers > len(self.model.layers):
-            raise UserError(f"lora.num_layers is {lora.num_layers} but the model has {len(self.model.layers)} blocks: lower it or use -1")
-        self.lora_parameters = {"rank": lora.rank, "scale": lora.scale, "dropout": lora.dropout, "keys": lora.keys}
+            raise UserError(
+                f"lora.num_layers is {lora.num_layers} but the model has {len(self.model.layers)} blocks: lower it or use -1"
+            )
+        self.lora_parameters = {
+            "rank": lora.rank,
+            "scale": lora.scale,
+            "dropout": lora.dropout,
+            "keys": lora.keys,
+        }
         mx.random.seed(config.train.seed)  # the LoRA init depends on it
         try:
             linear_to_lora_layers(self.model, self.num_layers, dict(self.lora_parameters))
         except (KeyError, ValueError) as e:
-            raise UserError(f"cannot apply LoRA with keys {lora.keys}: {e}; fix lora.keys") from None
+            raise UserError(
+                f"cannot apply LoRA with keys {lora.keys}: {e}; fix lora.keys"
+            ) from None
         self._lora_modules = [m for _, m in self.model.named_modules() if hasattr(m, "lora_a")]
         if not self._lora_modules:
-            raise UserError(f"lora.keys {lora.keys} matched no layer: use module paths such as self_attn.q_proj")
+            raise UserError(
+                f"lora.keys {lora.keys} matched no layer: use module paths such as self_attn.q_proj"
+            )
         self.model.train()
         # bias_correction: mlx's default is off, torch's AdamW (and the papers') is on; without
         # it the first steps are ~3x smaller and the two backends would train differently.
@@ -338,9 +350,13 @@ class MLXBackend:
 
     # ------------------------------------------------------------- training
     def train_step(
-        self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"
+        self,
+        samples: list[PolicySample],
+        beta: float,
+        kl_estimator: str = "k1",
+        grad_reduce: Callable[[Any], Any] | None = None,
     ) -> StepStats:
-        if not samples and self.grad_reduce is None:
+        if not samples and grad_reduce is None:
             return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
         rows = self.config.train.micro_batch_size
         grads_acc = None
@@ -361,15 +377,10 @@ class MLXBackend:
             loss_total = loss_total + loss
             mx.eval(loss_total, grads_acc, kl, per_sample)
             roles.add(chunk, kl.tolist(), per_sample.tolist())  # zip drops the padding rows
-        # --- [distributed] hook (lsp_mlx.distributed): every sample's weight already holds the
-        # global 1/(N*G) or alpha_Ch/N, so each rank's loss is a partial sum of the global loss and
-        # the global gradient is the SUM over ranks (mx.distributed.all_sum), not the average
-        # nn.average_gradients gives. A rank without samples adds zeros.
-        if self.grad_reduce is not None:
+        if grad_reduce is not None:  # the global gradient is the sum over ranks (see Backend)
             if grads_acc is None:
                 grads_acc = tree_map(mx.zeros_like, self.model.trainable_parameters())
-            grads_acc = self.grad_reduce(grads_acc)
-        # --- end of the [distributed] hook
+            grads_acc = grad_reduce(grads_acc)
         grad_norm = mx.sqrt(sum(mx.sum(g * g) for _, g in tree_flatten(grads_acc)))
         if self.config.train.max_grad_norm > 0:
             grads_acc, grad_norm = optim.clip_grad_norm(grads_acc, self.config.train.max_grad_norm)
@@ -407,7 +418,9 @@ class MLXBackend:
         weights = mx.load(str(path))
         expected = set(dict(tree_flatten(self.model.trainable_parameters())))
         if set(weights) != expected:
-            raise UserError(f"adapter in {folder} does not fit this model/LoRA config (rank, layers or keys differ): use the run's own config")
+            raise UserError(
+                f"adapter in {folder} does not fit this model/LoRA config (rank, layers or keys differ): use the run's own config"
+            )
         self.model.load_weights(list(weights.items()), strict=False)
         mx.eval(self.model.trainable_parameters())
 

@@ -24,7 +24,9 @@ def _score_weight(path: Path) -> mx.array:
         for key in ("score.weight", "classifier.weight", "v_head.summary.weight"):
             if key in weights:
                 return weights[key]
-    raise UserError(f"reward model {path} has no score head (score.weight): pass a *ForSequenceClassification checkpoint")
+    raise UserError(
+        f"reward model {path} has no score head (score.weight): pass a *ForSequenceClassification checkpoint"
+    )
 
 
 class MLXRewardModel:
@@ -34,13 +36,19 @@ class MLXRewardModel:
         try:
             path = Path(_download(spec))
         except Exception as e:  # network, missing repo: one line
-            raise UserError(f"cannot open reward model {spec!r} ({type(e).__name__}): pass a local folder or a cached Hub id") from None
+            raise UserError(
+                f"cannot open reward model {spec!r} ({type(e).__name__}): pass a local folder or a cached Hub id"
+            ) from None
         if not (path / "config.json").is_file():
-            raise UserError(f"reward model {spec!r} has no config.json: pass a Hugging Face model folder")
+            raise UserError(
+                f"reward model {spec!r} has no config.json: pass a Hugging Face model folder"
+            )
         config = json.loads((path / "config.json").read_text())
         archs = config.get("architectures") or []
         if archs and not any("SequenceClassification" in a for a in archs):
-            raise UserError(f"reward model {spec!r} is a {archs[0]}, not a sequence classifier: pass a *ForSequenceClassification model")
+            raise UserError(
+                f"reward model {spec!r} is a {archs[0]}, not a sequence classifier: pass a *ForSequenceClassification model"
+            )
         head = _score_weight(path)
         # mlx-lm's loader drops the head (it is not an LM weight); strict=False tolerates it
         self.model, _ = load_model(path, strict=False)
@@ -62,7 +70,8 @@ class MLXRewardModel:
             length = max(len(s) for s in chunk)
             ids = mx.array([s + [0] * (length - len(s)) for s in chunk])
             last = mx.array([len(s) - 1 for s in chunk])
-            hidden = self.model.model(ids)  # (B, L, D), final norm applied; right padding is causal-safe
+            # (B, L, D), final norm applied; right padding is causal-safe
+            hidden = self.model.model(ids)
             h_last = hidden[mx.arange(len(chunk)), last].astype(mx.float32)
             logits = h_last @ self.head.T  # (B, num_labels)
             out.extend(logits[:, 0].tolist())

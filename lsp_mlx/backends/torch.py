@@ -48,8 +48,6 @@ MAX_SAMPLING_ROWS = 64  # sequences decoded together; bounds the KV cache of one
 
 class TorchBackend:
     name = "torch"
-    # [distributed] set by lsp_mlx.distributed.prepare: sums the trainable params' .grad over ranks
-    grad_reduce: Callable[[list[torch.nn.Parameter]], Any] | None = None
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -249,9 +247,14 @@ class TorchBackend:
 
     # ------------------------------------------------------------- training
     def train_step(
-        self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"
+        self,
+        samples: list[PolicySample],
+        beta: float,
+        kl_estimator: str = "k1",
+        grad_reduce: Callable[[list[torch.nn.Parameter]], Any] | None = None,
     ) -> StepStats:
-        if not samples and self.grad_reduce is None:
+        """``grad_reduce`` sums the trainable parameters' ``.grad`` over the ranks, in place."""
+        if not samples and grad_reduce is None:
             return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
         if kl_estimator not in ("k1", "k3"):
             raise UserError(f"train.kl_estimator must be k1 or k3, got {kl_estimator!r}")
@@ -280,12 +283,8 @@ class TorchBackend:
                 loss.backward()
                 loss_total += loss.item()
                 roles.add(chunk, log_ratio.tolist(), per_sample.tolist())
-        # --- [distributed] hook (lsp_mlx.distributed): the weights already hold the global
-        # 1/(N*G) and alpha_Ch/N, so the global gradient is the SUM of the ranks' gradients
-        # (all_reduce SUM on one flat buffer; DDP would average). A rank without samples adds zeros.
-        if self.grad_reduce is not None:
-            self.grad_reduce(params)
-        # --- end of the [distributed] hook
+        if grad_reduce is not None:  # the global gradient is the sum over ranks (see Backend)
+            grad_reduce(params)
         max_norm = self.config.train.max_grad_norm
         grad_norm = torch.nn.utils.clip_grad_norm_(
             params, max_norm if max_norm > 0 else float("inf")
