@@ -1,27 +1,35 @@
-"""Run untrusted Python (model-written code and tests) so that it can never hang or break the trainer.
+"""Run untrusted Python (model-written code and tests) so that it can neither hang nor harm the
+trainer, read its secrets or fake its own verdict (docs/sandbox.md has the threat model).
 
-Each program runs in a separate ``python -I -B`` process, in a fresh temporary folder that is
-its working directory, ``HOME`` and ``TMPDIR``, and that is deleted afterwards. Layers:
+Each program runs in a fresh interpreter (`lsp_mlx.verifiers.sandbox_boot`), as ``main.py`` in
+a fresh work folder that is its working directory, ``HOME`` and ``TMPDIR``, with an empty
+environment (only ``PATH``, ``LANG`` and ``PYTHONIOENCODING``: the trainer's tokens never
+reach it). Layers:
 
-- **Time**: a wall-clock timeout, after which the whole process group is killed (the child
-  starts its own session), plus ``RLIMIT_CPU`` so a busy loop dies even if the parent stalls.
-- **Memory**: ``RLIMIT_AS`` caps the address space; a huge allocation raises ``MemoryError``.
-- **Processes**: ``RLIMIT_NPROC`` (a fork bomb gets ``EAGAIN``; note Linux does not apply it
-  to root) and, for root too, an audit hook that refuses ``os.fork``, ``os.system``, ``exec``,
-  ``posix_spawn``, ``subprocess`` and signals to other processes (the trainer among them).
-- **Network**: on Linux the child first moves into a new, empty network namespace
-  (``unshare(CLONE_NEWNET)``, allowed for root); in every case the audit hook refuses every
-  ``socket.*`` event, so a network call fails even where the namespace is not permitted.
-- **Files**: the audit hook refuses opening for write, creating, removing, renaming or
-  changing any path outside the working folder; ``RLIMIT_FSIZE`` caps the size of any file.
-- **Output**: stdout and stderr go to unnamed files; the size limit kills a program that
-  prints without end, and only the first ``max_output_bytes`` are read back.
+- **Operating system** (``isolation="os"``, the default; Linux): new user, mount, PID,
+  network, IPC and UTS namespaces; a root of its own with only ``/usr``, the Python install
+  and four device nodes (read-only), a fresh ``/proc`` that shows only the sandbox, a
+  size-limited tmpfs work folder as the only writable place; an unprivileged user (``nobody``
+  when the trainer is root) without any capability. Where the kernel refuses namespaces,
+  ``run_python`` raises `SandboxUnavailable` (said once on stderr) unless the caller opted in
+  to ``isolation="python"``. On macOS ``"os"`` means ``sandbox-exec`` with a deny-by-default
+  profile (not tested here).
+- **Time**: the namespace's init process kills every process of the sandbox at the
+  wall-clock limit (a ``setsid`` daemon included); ``RLIMIT_CPU`` ends a busy loop; the
+  trainer kills the whole tree as a backstop.
+- **Resources**: ``RLIMIT_AS`` (memory), ``RLIMIT_FSIZE`` (any file, stdout and stderr
+  included), ``RLIMIT_NPROC`` (no new process for the sandbox's user), ``RLIMIT_NOFILE``; only
+  the first ``max_output_bytes`` of stdout and stderr are read back.
+- **Audit hook** (PEP 578) in the program's interpreter: refuses process creation, signals,
+  sockets, ctypes and writes outside the work folder with a clear ``PermissionError``. A
+  speed bump, not a boundary (a program can reach around it); under ``isolation="python"``
+  it is, with the empty environment and the limits, all there is.
+- **Judge**: an optional second step (`Judge`) that runs in the sandbox's supervisor after
+  the program and everything it started are dead, on what the program wrote to its result
+  channel (fd ``CHANNEL_FD``) and on data the program never had: the program cannot patch
+  the interpreter that decides, nor read what it is compared with.
 
-The limits are applied by a small bootstrap inside the child interpreter, not by a
-``preexec_fn``: ``preexec_fn`` may deadlock when the parent has threads, and the MLX trainer
-has them. Audit hooks (PEP 578) are a second layer, not a security boundary against a
-determined attacker (ctypes and subprocess internals are refused at import for that reason);
-the process limits, the namespace and the wall-clock kill are the hard guarantees.
+No ``preexec_fn``: it may deadlock when the parent has threads, and the MLX trainer has them.
 """
 
 from __future__ import annotations
@@ -33,129 +41,48 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-# Runs first in the child: limits, network namespace, audit hook, then the program.
-# It is passed with -c, so it must stay self-contained.
-_BOOTSTRAP = r"""
-import json, os, sys
-cfg = json.loads(sys.argv[1])
-try:
-    import resource
-    for name, soft, hard in (
-        ("RLIMIT_CPU", cfg["cpu_seconds"], cfg["cpu_seconds"] + 1),
-        ("RLIMIT_AS", cfg["memory_bytes"], cfg["memory_bytes"]),
-        ("RLIMIT_FSIZE", cfg["file_bytes"], cfg["file_bytes"]),
-        ("RLIMIT_NPROC", cfg["max_processes"], cfg["max_processes"]),
-        ("RLIMIT_NOFILE", 64, 64),
-        ("RLIMIT_CORE", 0, 0),
-    ):
-        if hasattr(resource, name):
-            try:
-                resource.setrlimit(getattr(resource, name), (soft, hard))
-            except (ValueError, OSError):
-                pass
-except ImportError:
-    pass
-net = "none"
-if cfg["isolate_network"] and sys.platform.startswith("linux"):
-    try:
-        if hasattr(os, "unshare"):
-            os.unshare(os.CLONE_NEWNET)
-        else:
-            import ctypes
-            if ctypes.CDLL(None, use_errno=True).unshare(0x40000000) != 0:
-                raise OSError(ctypes.get_errno(), "unshare")
-        net = "namespace"
-    except (OSError, AttributeError):
-        pass
-    for m in [m for m in sys.modules if m.startswith(("ctypes", "_ctypes"))]:
-        del sys.modules[m]
-    globals().pop("ctypes", None)
+from lsp_mlx.errors import UserError
+
+ISOLATIONS = ("os", "python")
+CHANNEL_FD = 3  # the program's result channel, read by the judge
+_BOOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sandbox_boot.py")
+_STARTUP_SLACK_S = 10.0  # the trainer's backstop: limits plus this much
 
 
-def _install(root):
-    blocked = frozenset((
-        "os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-        "os.kill", "os.killpg", "signal.pthread_kill", "subprocess.Popen", "os.startfile",
-        "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
-        "resource.setrlimit", "resource.prlimit", "sqlite3.connect", "os.chroot",
-        "os.setuid", "os.setgid", "sys.addaudithook",
-    ))
-    blocked_modules = frozenset(("ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_testcapi"))
-    mutate = {
-        "os.remove": 1, "os.rmdir": 1, "os.mkdir": 1, "os.chmod": 1, "os.chown": 1,
-        "os.truncate": 1, "os.utime": 1, "os.chflags": 1, "os.lchflags": 1, "os.mkfifo": 1,
-        "os.mknod": 1, "shutil.rmtree": 1, "os.rename": 2, "os.link": 2, "os.symlink": 2,
-        "shutil.copyfile": 2, "shutil.copytree": 2, "shutil.move": 2,
-    }.get
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-    realpath, fspath, prefix, devnull = os.path.realpath, os.fspath, root + os.sep, os.devnull
-
-    def inside(path):
-        if isinstance(path, int):
-            return True
-        try:
-            p = fspath(path)
-            if isinstance(p, bytes):
-                p = p.decode("utf-8", "surrogateescape")
-            p = realpath(p)
-        except Exception:
-            return False
-        return p == root or p.startswith(prefix) or p == devnull
-
-    def deny(what):
-        raise PermissionError("sandbox: " + what + " is not allowed")
-
-    def hook(event, args):
-        if event == "open":
-            flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
-            mode = args[1] if len(args) > 1 and isinstance(args[1], str) else ""
-            if ((flags & write_flags) or any(c in mode for c in "wax+")) and not inside(args[0]):
-                deny("writing " + repr(args[0]))
-        elif event == "import":
-            if args[0] in blocked_modules:
-                deny("importing " + args[0])
-        elif event in blocked or event.startswith("socket."):
-            deny(event)
-        elif event == "object.__setattr__" and args[0] in guarded:
-            deny("changing the sandbox")
-        else:
-            n = mutate(event)
-            if n:
-                for p in args[:n]:
-                    if not inside(p):
-                        deny(event + " on " + repr(p))
-
-    guarded = (hook, inside, deny)
-    sys.addaudithook(hook)
-
-
-sys.dont_write_bytecode = True
-_install(os.path.realpath(os.getcwd()))
-sys.stderr.write(cfg["marker"] + " " + net + "\n")
-sys.stderr.flush()
-sys.argv = ["main.py"] + cfg["argv"]
-with open("main.py", encoding="utf-8") as fh:
-    src = fh.read()
-del cfg, fh, net, _install
-exec(compile(src, "main.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-"""
+class SandboxUnavailable(UserError):
+    """OS-level isolation was asked for and this machine does not offer it."""
 
 
 @dataclass(frozen=True)
 class SandboxLimits:
-    """Resource limits of one sandboxed run (defaults suit short test programs)."""
+    """Resource limits and isolation of one sandboxed run (defaults suit short test programs)."""
 
-    timeout_s: float = 5.0  # wall clock; the process group is killed after it
+    timeout_s: float = 5.0  # wall clock; every process of the sandbox is killed after it
     cpu_seconds: int = 5
     memory_mb: int = 512  # address space
     max_file_bytes: int = 1_000_000  # any file, stdout and stderr included
     max_output_bytes: int = 64_000  # how much of stdout/stderr is read back
-    max_processes: int = 1  # RLIMIT_NPROC: no new processes (not applied to root by Linux)
-    isolate_network: bool = True
+    max_processes: int = 1  # RLIMIT_NPROC of the sandbox's user: no new processes
+    isolate_network: bool = True  # "python" isolation only; "os" always has an empty network
+    isolation: str = "os"  # "os" (namespaces; refused where missing) or "python" (opt-in)
+    work_mb: int = 16  # size of the work folder (a tmpfs under "os")
+    audit_hook: bool = True  # the in-interpreter second layer; off only to test the first alone
+    judge_seconds: int = 2  # wall clock for the judge step
+
+
+@dataclass(frozen=True)
+class Judge:
+    """A step run after the program, in the sandbox's supervisor, which never ran the program's
+    code. ``code`` sees ``CHANNEL`` (text the program wrote to fd ``CHANNEL_FD``), ``DATA``
+    (this ``data``, never visible to the program) and ``TIME_LIMIT``; it sets ``VERDICT``."""
+
+    code: str
+    data: str
 
 
 @dataclass
@@ -166,7 +93,10 @@ class SandboxResult:
     timed_out: bool
     output_truncated: bool
     seconds: float
-    network: str  # "namespace" (empty net namespace) or "none" (only the audit hook blocks it)
+    network: str  # "namespace" (empty network namespace) or "none" (only the audit hook)
+    isolation: str = "os"  # "os", "sandbox-exec" (macOS) or "python"
+    verdict: str | None = None  # the judge's VERDICT, when a judge ran
+    judge_error: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -182,7 +112,74 @@ class SandboxResult:
             return f"signal {-self.returncode}"
 
 
-_MARKER = "__lsp_mlx_sandbox__"
+_warned: set[str] = set()
+_warn_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    with _warn_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    print(f"lsp-mlx: warning: {message}", file=sys.stderr, flush=True)
+
+
+def _unavailable(reason: str) -> SandboxUnavailable:
+    message = (
+        f"no OS-level sandbox for model-written code on this machine ({reason}); allow "
+        "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
+        "kernel.apparmor_restrict_unprivileged_userns=0), or set sqlm.sandbox_isolation: python "
+        "to accept the weaker in-interpreter sandbox (docs/sandbox.md)"
+    )
+    _warn_once("unavailable", message)
+    return SandboxUnavailable(message)
+
+
+def _sandbox_ids() -> tuple[int, int]:
+    """Who the sandbox is outside its namespace: nobody for a root trainer, else the trainer."""
+    if os.geteuid() != 0:
+        return os.geteuid(), os.getegid()
+    import grp
+    import pwd
+
+    try:
+        uid = pwd.getpwnam("nobody").pw_uid
+    except KeyError:
+        uid = 65534
+    gid = 65534
+    for name in ("nogroup", "nobody"):
+        try:
+            gid = grp.getgrnam(name).gr_gid
+            break
+        except KeyError:
+            continue
+    return uid, gid
+
+
+def _read_only_paths() -> list[str]:
+    """The Python install the program's interpreter imports from (``/usr`` is always there)."""
+    paths = []
+    for p in (sys.base_prefix, sys.base_exec_prefix):
+        real = os.path.realpath(p)
+        if real not in paths and real != "/":
+            paths.append(real)
+    return paths
+
+
+def _macos_profile(workdir: str) -> str:
+    """Deny by default; read the system and Python, write only the work folder; no network."""
+    read = " ".join(
+        f'(subpath "{p}")'
+        for p in ["/usr", "/System", "/Library", "/private/var/db"] + _read_only_paths()
+    )
+    return (
+        "(version 1)(deny default)(allow process-fork)(allow signal (target same-sandbox))"
+        "(allow sysctl-read)(allow mach-lookup)"
+        f'(allow file-read* {read} (literal "/") (literal "/dev/null") (literal "/dev/urandom")'
+        f' (subpath "{workdir}"))'
+        f'(allow file-write* (subpath "{workdir}") (literal "/dev/null"))'
+        f'(allow process-exec (literal "{os.path.realpath(sys.executable)}"))'
+    )
 
 
 def _read_capped(fh: tempfile._TemporaryFileWrapper[bytes], cap: int) -> tuple[str, bool]:
@@ -199,38 +196,78 @@ def run_python(
     files: dict[str, str] | None = None,
     argv: list[str] | None = None,
     stdin: str | None = None,
+    judge: Judge | None = None,
 ) -> SandboxResult:
-    """Run ``code`` as ``main.py`` in a fresh temporary folder under the limits; never raises for
-    anything the program does. ``files`` are extra text files written next to it first."""
+    """Run ``code`` as ``main.py`` in a fresh work folder under the limits; never raises for
+    anything the program does. ``files`` are extra text files written next to it first.
+    Raises `SandboxUnavailable` when ``limits.isolation == "os"`` and the OS refuses it."""
     limits = limits or SandboxLimits()
+    if limits.isolation not in ISOLATIONS:
+        raise ValueError(f"sandbox isolation must be one of {ISOLATIONS}, got {limits.isolation!r}")
+    all_files = {**(files or {}), "main.py": code}
+    for name in all_files:
+        if not name or os.path.basename(name) != name or name in (".", ".."):
+            raise ValueError(f"sandbox file name {name!r} must be a plain file name")
+    linux = sys.platform.startswith("linux")
+    mode = limits.isolation
+    if mode == "python":
+        _warn_once(
+            "python",
+            "model-written code runs in the weaker in-interpreter sandbox "
+            "(sqlm.sandbox_isolation: python); docs/sandbox.md says what it does not stop",
+        )
+    elif not linux and not (sys.platform == "darwin" and shutil.which("sandbox-exec")):
+        raise _unavailable(f"no namespaces or sandbox-exec on {sys.platform}")
     workdir = tempfile.mkdtemp(prefix="lsp-sandbox-")
+    os.chmod(workdir, 0o755 if mode == "os" and linux else 0o700)
+    uid, gid = _sandbox_ids()
+    cfg = {
+        "isolation": mode if (mode == "python" or linux) else "python",
+        "root": workdir,
+        "workdir": workdir,
+        "files": all_files,
+        "read_only": _read_only_paths(),
+        "map_uid": uid,
+        "map_gid": gid,
+        "drop_groups": os.geteuid() == 0,
+        "work_bytes": int(limits.work_mb) * 1024 * 1024,
+        "timeout_s": float(limits.timeout_s),
+        "cpu_seconds": max(1, int(limits.cpu_seconds)),
+        "memory_bytes": int(limits.memory_mb) * 1024 * 1024,
+        "file_bytes": int(limits.max_file_bytes),
+        "max_processes": int(limits.max_processes),
+        "isolate_network": bool(limits.isolate_network),
+        "audit_hook": bool(limits.audit_hook),
+        "judge": judge.code if judge else None,
+        "judge_seconds": max(1, int(limits.judge_seconds)),
+        "argv": list(argv or []),
+    }
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": workdir,
+        "TMPDIR": workdir,
+        "LANG": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    command = [sys.executable, "-I", "-S", "-B", _BOOT]
+    if mode == "os" and sys.platform == "darwin":
+        command = ["sandbox-exec", "-p", _macos_profile(os.path.realpath(workdir))] + command
     try:
-        for name, text in {**(files or {}), "main.py": code}.items():
-            path = os.path.join(workdir, name)
-            if os.path.dirname(os.path.realpath(path)) != os.path.realpath(workdir):
-                raise ValueError(f"sandbox file name {name!r} must be a plain file name")
-            with open(path, "w", encoding="utf-8") as fh:
-                fh.write(text)
-        cfg = {
-            "cpu_seconds": max(1, int(limits.cpu_seconds)),
-            "memory_bytes": int(limits.memory_mb) * 1024 * 1024,
-            "file_bytes": int(limits.max_file_bytes),
-            "max_processes": int(limits.max_processes),
-            "isolate_network": bool(limits.isolate_network),
-            "argv": list(argv or []),
-            "marker": _MARKER,
-        }
-        env = {
-            "PATH": "/usr/bin:/bin",
-            "HOME": workdir,
-            "TMPDIR": workdir,
-            "LANG": "C.UTF-8",
-            "PYTHONIOENCODING": "utf-8",
-        }
-        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        with (
+            tempfile.TemporaryFile() as cfg_file,
+            tempfile.TemporaryFile() as judge_file,
+            tempfile.TemporaryFile() as report_file,
+            tempfile.TemporaryFile() as out,
+            tempfile.TemporaryFile() as err,
+        ):
+            cfg["judge_fd"], cfg["report_fd"] = judge_file.fileno(), report_file.fileno()
+            cfg_file.write(json.dumps(cfg).encode())
+            cfg_file.seek(0)
+            judge_file.write((judge.data if judge else "").encode())
+            judge_file.seek(0)
             start = time.monotonic()
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-c", _BOOTSTRAP, json.dumps(cfg)],
+                command + [str(cfg_file.fileno())],
                 cwd=workdir,
                 env=env,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -238,39 +275,51 @@ def run_python(
                 stderr=err,
                 start_new_session=True,
                 close_fds=True,
+                pass_fds=(cfg_file.fileno(), judge_file.fileno(), report_file.fileno()),
             )
-            timed_out = False
+            backstop = limits.timeout_s + limits.judge_seconds + _STARTUP_SLACK_S
+            killed = False
             try:
                 if stdin is not None:
-                    proc.communicate(stdin.encode("utf-8"), timeout=limits.timeout_s)
+                    proc.communicate(stdin.encode("utf-8"), timeout=backstop)
                 else:
-                    proc.wait(timeout=limits.timeout_s)
+                    proc.wait(timeout=backstop)
             except subprocess.TimeoutExpired:
-                timed_out = True
+                killed = True
             finally:
                 _kill_group(proc)
             seconds = time.monotonic() - start
             stdout, trunc_out = _read_capped(out, limits.max_output_bytes)
             stderr, trunc_err = _read_capped(err, limits.max_output_bytes)
-        network = "none"
-        if stderr.startswith(_MARKER):
-            first, _, stderr = stderr.partition("\n")
-            network = first.split(" ", 1)[1] if " " in first else "none"
-        return SandboxResult(
-            returncode=None if timed_out else proc.returncode,
-            stdout=stdout,
-            stderr=stderr,
-            timed_out=timed_out,
-            output_truncated=trunc_out or trunc_err,
-            seconds=seconds,
-            network=network,
-        )
+            report_file.seek(0)
+            lines = report_file.read(4_000_000).decode("utf-8", errors="replace").splitlines()
+        report = json.loads(lines[-1]) if lines else {}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if "unavailable" in report:
+        raise _unavailable(report["unavailable"])
+    timed_out = killed or bool(report.get("timed_out"))
+    if mode == "os" and sys.platform == "darwin":
+        isolation = "sandbox-exec"
+    else:
+        isolation = report.get("isolation", mode)
+    return SandboxResult(
+        returncode=None if timed_out else report.get("returncode", proc.returncode),
+        stdout=stdout,
+        stderr=stderr,
+        timed_out=timed_out,
+        output_truncated=trunc_out or trunc_err,
+        seconds=seconds,
+        network=report.get("network", "none"),
+        isolation=isolation,
+        verdict=report.get("verdict") if judge else None,
+        judge_error=report.get("judge_error") if judge else None,
+    )
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the child's whole process group (anything it managed to start dies with it)."""
+    """Kill the boot process's group: the outer, set-up and init processes (the namespace dies
+    with its init, whatever the program did to its own process group)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -279,6 +328,12 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:  # pragma: no cover - a zombie the kernel has not reaped
         pass
+
+
+def check_isolation(isolation: str) -> None:
+    """Refuse early (before any training) when ``isolation`` cannot be had on this machine:
+    one trivial sandboxed run, so the first code task does not find out."""
+    run_python("pass", SandboxLimits(isolation=isolation, timeout_s=10))
 
 
 def run_many(
