@@ -15,7 +15,7 @@ import sys
 from lsp_mlx import __version__
 from lsp_mlx.errors import UserError
 
-COMMANDS = ["train", "tui", "export", "chat", "generate", "eval", "control", "launch"]
+COMMANDS = ["train", "tui", "export", "chat", "generate", "eval", "control", "launch", "report"]
 
 
 def build_parser() -> argparse.ArgumentParser:

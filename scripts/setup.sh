@@ -35,6 +35,6 @@ if [ "$TEST" = "1" ]; then
   # The optional PyTorch backend and the parity tests. Pin torch so pip takes the CPU build
   # (on our Linux machines it is on local disk; a looser spec pulls GBs of CUDA wheels).
   $PIP install -q "torch==2.13.0"
-  $PIP install -q -e ".[test,torch]"
+  $PIP install -q -e ".[test,torch,tracking]"
 fi
 echo "setup: done ($VENV)"

@@ -1,0 +1,79 @@
+"""TensorBoard: event files in ``RUN_DIR/tensorboard``, written with TensorBoard's own writer.
+
+Only the ``tensorboard`` package is needed (no TensorFlow, no torch). Scalars are
+``simple_value`` summaries, the config goes to the HParams dashboard, the games are a text
+summary holding a table (TensorBoard's Text tab shows a 2-D string tensor as a table, the
+first row as the header). A resumed run writes a new event file into the same folder and
+first a ``SessionLog.START`` at its first iteration: TensorBoard then drops whatever the
+previous file logged from that step on (the iterations the resume replays).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from lsp_mlx.tracking.names import GAME_COLUMNS, flat_config
+
+LOG_DIR = "tensorboard"
+
+
+class TensorBoardTracker:
+    name = "tensorboard"
+
+    def __init__(self, run_dir: Path, run_name: str) -> None:
+        self.logdir = Path(run_dir) / LOG_DIR
+        self.run_name = run_name
+        self._writer: Any = None
+
+    def describe(self) -> str:
+        return f"TensorBoard log in {self.logdir} (tensorboard --logdir {self.logdir.parent})"
+
+    def start(self, config: dict[str, Any], resumed: bool, start_iteration: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.plugins.hparams.summary_v2 import hparams_pb
+        from tensorboard.plugins.text.summary_v2 import text_pb
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        self.logdir.mkdir(parents=True, exist_ok=True)
+        self._writer = EventFileWriter(str(self.logdir), filename_suffix=".lsp-mlx")
+        if resumed:
+            self._add(Event(session_log=SessionLog(status=SessionLog.START)), start_iteration)
+        if config:
+            self._add(Event(summary=hparams_pb(flat_config(config), trial_id=self.run_name)), 0)
+            text = json.dumps(config, indent=2, sort_keys=True, default=str)
+            self._add(Event(summary=text_pb("config", f"```\n{text}\n```")), 0)
+        self._writer.flush()
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        self._add(Event(summary=Summary(value=values)), step)
+        self._writer.flush()  # the error of a full disk surfaces here, not in a later thread
+
+    def log_games(self, rows: list[list[Any]], step: int) -> None:
+        import numpy as np
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.plugins.text.summary_v2 import text_pb
+
+        table = np.array([GAME_COLUMNS] + [[_cell(v) for v in row] for row in rows], dtype=object)
+        self._add(Event(summary=text_pb("games", table)), step)
+        self._writer.flush()
+
+    def finish(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+    def _add(self, event: Any, step: int) -> None:
+        event.wall_time = time.time()
+        event.step = step
+        self._writer.add_event(event)
+
+
+def _cell(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
