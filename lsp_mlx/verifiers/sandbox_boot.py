@@ -369,12 +369,6 @@ def _run_program(cfg: dict, channel_w: int | None) -> None:
             os.closerange(CHANNEL_FD + 1, 1 << 16)
         else:
             os.closerange(3, 1 << 16)
-        if cfg["isolation"] == "python" and cfg["isolate_network"] and "ctypes" in sys.modules:
-            try:  # an empty network namespace where the kernel lets this user make one
-                if sys.modules["ctypes"].CDLL(None, use_errno=True).unshare(CLONE_NEWNET) != 0:
-                    raise OSError
-            except OSError:
-                pass
         _limit(cfg)
         for m in [m for m in sys.modules if m.startswith(("ctypes", "_ctypes"))]:
             del sys.modules[m]
@@ -518,7 +512,7 @@ def _judge(cfg: dict, channel: bytes) -> dict:
     return {"verdict": verdict if isinstance(verdict, str) else "", "judge_error": error}
 
 
-def _supervise(cfg: dict, namespace_init: bool) -> None:
+def _supervise(cfg: dict, namespace_init: bool, network: str) -> None:
     start = time.monotonic()
     channel_r = channel_w = None
     if cfg["judge"] is not None:
@@ -545,7 +539,7 @@ def _supervise(cfg: dict, namespace_init: bool) -> None:
         "returncode": None if status is None else os.waitstatus_to_exitcode(status),
         "timed_out": timed_out,
         "isolation": cfg["isolation"],
-        "network": "namespace" if namespace_init else "none",
+        "network": network,
         "seconds": time.monotonic() - start,
     }
     if cfg["judge"] is not None:
@@ -562,12 +556,17 @@ def main() -> None:
     os.umask(0o022)
     if cfg["isolation"] == "os":
         _enter_namespaces(cfg)
-        _supervise(cfg, namespace_init=True)
+        _supervise(cfg, namespace_init=True, network="namespace")
     else:
         _python_mode_workdir(cfg)
-        if cfg["isolate_network"] and sys.platform.startswith("linux") and os.geteuid() == 0:
-            import ctypes  # noqa: F401 - the program process unshares its network with it
-        _supervise(cfg, namespace_init=False)
+        network = "none"
+        if cfg["isolate_network"] and sys.platform.startswith("linux"):
+            try:  # an empty network namespace, where the kernel lets this user make one
+                _Libc().unshare(CLONE_NEWNET)
+                network = "namespace"
+            except OSError:
+                pass
+        _supervise(cfg, namespace_init=False, network=network)
 
 
 if __name__ == "__main__":
