@@ -1,16 +1,22 @@
-"""TensorBoard: event files in ``RUN_DIR/tensorboard``, written with TensorBoard's own writer.
+"""TensorBoard: event files in ``RUN_DIR/tensorboard``, in TensorBoard's own record format.
 
 Only the ``tensorboard`` package is needed (no TensorFlow, no torch). Scalars are
-``simple_value`` summaries, the config goes to the HParams dashboard, the games are a text
-summary holding a table (TensorBoard's Text tab shows a 2-D string tensor as a table, the
-first row as the header). A resumed run writes a new event file into the same folder and
-first a ``SessionLog.START`` at its first iteration: TensorBoard then drops whatever the
-previous file logged from that step on (the iterations the resume replays).
+``simple_value`` summaries, the config goes to the HParams dashboard (and as JSON to the
+Text tab), the games are a text summary holding a table (the Text tab shows a 2-D string
+tensor as a table, the first row the header). Records are written with TensorBoard's
+``RecordWriter`` on the caller's thread and flushed each iteration: a full disk raises
+here, where the sink turns it into one warning (TensorBoard's ``EventFileWriter`` writes on
+a thread of its own, whose failure would print a traceback). A resumed run writes a new
+event file into the same folder, led by a ``SessionLog.START`` at its first iteration:
+TensorBoard then drops what the earlier file logged from that step on (the iterations the
+resume replays).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -35,10 +41,13 @@ class TensorBoardTracker:
         from tensorboard.compat.proto.event_pb2 import Event, SessionLog
         from tensorboard.plugins.hparams.summary_v2 import hparams_pb
         from tensorboard.plugins.text.summary_v2 import text_pb
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+        from tensorboard.summary.writer.record_writer import RecordWriter
 
         self.logdir.mkdir(parents=True, exist_ok=True)
-        self._writer = EventFileWriter(str(self.logdir), filename_suffix=".lsp-mlx")
+        # TensorBoard's file name: it reads the files of a folder in name (= time) order
+        name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
+        self._writer = RecordWriter(open(self.logdir / f"{name}.lsp-mlx", "ab"))
+        self._add(Event(file_version="brain.Event:2"), 0)
         if resumed:
             self._add(Event(session_log=SessionLog(status=SessionLog.START)), start_iteration)
         if config:
@@ -53,7 +62,7 @@ class TensorBoardTracker:
 
         values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
         self._add(Event(summary=Summary(value=values)), step)
-        self._writer.flush()  # the error of a full disk surfaces here, not in a later thread
+        self._writer.flush()
 
     def log_games(self, rows: list[list[Any]], step: int) -> None:
         import numpy as np
@@ -72,7 +81,7 @@ class TensorBoardTracker:
     def _add(self, event: Any, step: int) -> None:
         event.wall_time = time.time()
         event.step = step
-        self._writer.add_event(event)
+        self._writer.write(event.SerializeToString())
 
 
 def _cell(value: Any) -> str:
