@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import struct
 import subprocess
 import sys
@@ -191,6 +192,10 @@ def test_trl_names_hold_the_quantities_the_games_report(tracked: dict[str, Path]
         assert v["frac_reward_zero_std"] == pytest.approx(metrics["zero_variance_groups"])
         assert v["completions/mean_length"] == pytest.approx(metrics["answer_tokens_mean"])
         assert v["kl"] == metrics["kl"] and v["loss"] == metrics["loss"]
+        groups = expected_games(tracked["run_dir"])[it]
+        assert v["reward_std"] == pytest.approx(
+            statistics.mean(statistics.stdev(g.rewards) for g in groups)
+        )
         assert 0.0 <= v["completions/clipped_ratio"] <= 1.0
 
 

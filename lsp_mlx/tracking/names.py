@@ -3,9 +3,10 @@
 Where a quantity is the one TRL's GRPOTrainer logs, it goes under TRL's name, so a user
 comparing an lsp-mlx run with a TRL run sees the same curve under the same name. Those are
 computed from the iteration's ``game`` events (the Solver's answers), with TRL's
-definitions: ``reward`` is the mean reward of all answers, ``reward_std`` their standard
-deviation (Bessel-corrected, as torch's ``std``), ``frac_reward_zero_std`` the share of groups
-whose rewards are all equal, ``completions/*`` the answer lengths in tokens and
+definitions: ``reward`` is the mean reward of all answers, ``reward_std`` the mean over the
+groups of each group's standard deviation (Bessel-corrected, as torch's ``std``; TRL's
+``std_grouped_rewards.mean()``), ``frac_reward_zero_std`` the share of groups whose rewards
+are all equal, ``completions/*`` the answer lengths in tokens and
 ``completions/clipped_ratio`` the share that hit the token limit. ``loss``, ``kl``,
 ``grad_norm`` and ``learning_rate`` already carry TRL's names in the ``metrics`` event. Every
 metric of the event is also logged under its own name (``reward/solver_mean``, ...) and the
@@ -65,7 +66,7 @@ def trl_metrics(games: list[Game]) -> dict[str, float]:
     terminated = [float(a.tokens) for a in answers if a.finish_reason != "length"]
     return {
         "reward": sum(rewards) / len(rewards),
-        "reward_std": _std(rewards),
+        "reward_std": sum(_std(g.rewards) for g in groups) / len(groups),
         "frac_reward_zero_std": sum(max(g.rewards) - min(g.rewards) <= 1e-9 for g in groups)
         / len(groups),
         "completions/mean_length": sum(lengths) / len(lengths),
