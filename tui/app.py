@@ -17,17 +17,30 @@ from rich.text import Text
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, Vertical
+from textual.widget import Widget
 from textual.widgets import ContentSwitcher, DataTable, Footer, Header, Static
 
 from lsp_mlx.control import CONTROL_DIR
 from lsp_mlx.errors import UserError
 
 from .format import duration
+from .glossary import explain
+from .render import reward_name
 from .screens import ConfirmScreen, GameScreen, HelpScreen
 from .source import AttachedRun, LaunchedRun, RunSource, Stopper
 from .start import StartScreen, find_presets, find_runs, preset_dirs
 from .state import RunState
-from .widgets import PLOTS, TILES, GamesTable, LogPane, MetricPlot, MetricRow, RunPanel
+from .widgets import (
+    PLOTS,
+    TILES,
+    GamePreview,
+    GamesTable,
+    LogPane,
+    MetricPlot,
+    MetricRow,
+    ProblemsPane,
+    RunPanel,
+)
 
 VIEWS = {"dashboard": "Dashboard", "plots": "Plots", "games": "Games", "log": "Log"}
 PROCESS_CHECK_SECONDS = 2.0  # how often an attached run's trainer pid is checked
@@ -51,6 +64,7 @@ class DashboardApp(App[int]):
         Binding("p", "pause", "Pause"),
         Binding("c", "checkpoint", "Ckpt"),
         Binding("s", "stop", "Stop"),
+        Binding("x", "dismiss_problems", "Dismiss warnings", show=False),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
         Binding("ctrl+q", "quit", show=False, priority=True),
@@ -65,6 +79,7 @@ class DashboardApp(App[int]):
         stop_timeout: float = 120.0,
         config_label: str | None = None,
         launcher: Callable[[Path], LaunchedRun] | None = None,
+        runs_dirs: list[Path] | None = None,
     ) -> None:
         super().__init__()
         self.source = source
@@ -73,11 +88,11 @@ class DashboardApp(App[int]):
         self.stop_timeout = stop_timeout
         self.config_label = config_label
         self.launcher = launcher
+        self.runs_dirs = runs_dirs or []  # where the start screen looks for runs, besides ./runs
         self.state = RunState()
         self.view = "dashboard"
         self.redraws = 0  # ticks that changed something on screen (tests check the rate)
         self._drawn: tuple[object, ...] | None = None
-        self._controllable: bool | None = None
         self._exit_seen = False
         self._next_pid_check = 0.0
         self._stopper: Stopper | None = None  # set once a stop of the launched trainer is under way
@@ -92,22 +107,26 @@ class DashboardApp(App[int]):
                 with Horizontal(id="top"):
                     yield RunPanel(self.config_label, id="run-panel")
                     with Vertical(id="tiles"):
-                        for label, key in TILES:
-                            yield MetricRow(label, key)
+                        for key in TILES:
+                            yield MetricRow(key)
+                yield Static(id="metric-help")
+                yield ProblemsPane(id="problems")
                 yield GamesTable(compact=True, id="recent-games")
-                yield LogPane(levels={"warning", "error", "tui"}, wrap=False, id="problems")
             with Grid(id="plots"):
                 for plot_id, title, series in PLOTS:
                     yield MetricPlot(title, series, id=plot_id)
-            yield GamesTable(id="games")
+            with Vertical(id="games-view"):
+                yield GamesTable(id="games")
+                yield GamePreview(id="game-preview")
             yield LogPane(id="log")
         yield Footer()
 
     def on_mount(self) -> None:
         self.query_one("#run-panel").border_title = "Run"
-        self.query_one("#tiles").border_title = "Metrics (latest, history)"
+        self.query_one("#tiles").border_title = "Metrics: latest · per iteration · range"
+        self.query_one("#tiles").border_subtitle = "Tab: meaning"
         self.query_one("#recent-games").border_title = "Games (Enter: open)"
-        self.query_one("#problems").border_title = "Warnings and errors"
+        self.query_one("#metric-help").display = False
         self.query_one("#recent-games").focus()
         if self.source is None:
             self._show_start()
@@ -117,7 +136,8 @@ class DashboardApp(App[int]):
 
     def _show_start(self) -> None:
         presets = find_presets(preset_dirs())
-        self.push_screen(StartScreen(presets, find_runs(presets), now=self.clock()), self._picked)
+        runs = find_runs(presets, extra=self.runs_dirs)
+        self.push_screen(StartScreen(presets, runs, now=self.clock()), self._picked)
 
     def _picked(self, choice: tuple[str, Path] | None) -> None:
         if choice is None:
@@ -128,6 +148,7 @@ class DashboardApp(App[int]):
                 self.source = self.launcher(path)
             except UserError as e:  # a preset that does not load: say why and offer the list again
                 self.notify(str(e), title="Cannot train this preset", severity="error", timeout=15)
+                self.state.note("tui", f"cannot train {path}: {e}")
                 self._show_start()
                 return
             self.config_label = str(path)
@@ -150,6 +171,10 @@ class DashboardApp(App[int]):
                     "tui", "started: " + " ".join(self.source.command[1:]), self.clock()
                 )
         self.tick()
+
+    def on_resize(self) -> None:
+        # Short terminals get the plots in 3 columns of 2, so each is tall enough to read.
+        self.query_one("#plots").set_class(self.size.height < 34, "short")
 
     # ------------------------------------------------------------------ the loop
     def tick(self) -> None:
@@ -179,14 +204,12 @@ class DashboardApp(App[int]):
             table.update_from(state)
         for pane in self.query(LogPane):
             pane.update_from(state)
+        self.query_one(ProblemsPane).update_from(state)
+        self._update_preview()
         self._update_banner()
         progress = f"it {state.iteration or 0}/{state.total or '?'}"
         status = "stopping, waiting for the checkpoint" if self._quitting else state.status
         self.sub_title = f"{VIEWS[self.view]} · {status} · {progress}"
-        controllable = self.source is not None and self._trainer_alive()
-        if controllable != self._controllable:  # the footer greys out p/c/s; recomposing it costs
-            self._controllable = controllable
-            self.refresh_bindings()
 
     def _update_banner(self) -> None:
         banner = self.query_one("#error-banner", Static)
@@ -243,20 +266,31 @@ class DashboardApp(App[int]):
         return self.state.live
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action in ("pause", "checkpoint", "stop"):
-            return True if self.source is not None and self._trainer_alive() else None
+        # p/c/s stay active on an ended run so that pressing them says why nothing happens
+        # (a disabled binding would be silent).
         return True
 
+    def _not_running(self) -> str | None:
+        """Why the trainer cannot take a command now, or None when it can."""
+        if self.source is None:
+            return "No run is open."
+        if self._trainer_alive():
+            return None
+        if self.state.ended:
+            return f"The run is over ({self.state.status}): there is no trainer to control."
+        return "The trainer is not running (yet): nothing to control."
+
     def _send(self, command: str) -> None:
-        if self.source is None or not self._trainer_alive():
-            self.notify("The trainer is not running.", severity="warning")
+        why = self._not_running()
+        if why is not None:
+            self._tell(f"{command}: {why}", severity="warning")
             return
         if command == "stop" and isinstance(self.source, LaunchedRun):
             self._stop_launched()
             return
+        assert self.source is not None
         path = self.source.send(command)
-        self._note(f"sent {command!r} ({path.parent.name}/{path.name})")
-        self.notify(f"Sent {command} to the trainer.")
+        self._tell(f"sent {command!r} ({path.parent.name}/{path.name})")
         self.redraw()
 
     def _stop_launched(self) -> None:
@@ -273,6 +307,11 @@ class DashboardApp(App[int]):
     def _note(self, message: str) -> None:
         self.state.note("tui", message, self.state.last_time)
 
+    def _tell(self, message: str, severity: str = "information") -> None:
+        """Answer a key: a short toast (top right, clear of the warnings) and a line in the Log."""
+        self._note(message)
+        self.notify(message, severity=severity, timeout=4)  # type: ignore[arg-type]
+
     def action_pause(self) -> None:
         self._send("resume" if self.state.status == "paused" else "pause")
 
@@ -280,8 +319,9 @@ class DashboardApp(App[int]):
         self._send("checkpoint")
 
     def action_stop(self) -> None:
-        if not self._trainer_alive():
-            self.notify("The trainer is not running.", severity="warning")
+        why = self._not_running()
+        if why is not None:
+            self._tell(f"stop: {why}", severity="warning")
             return
         self.push_screen(
             ConfirmScreen("Stop training? The trainer saves a checkpoint and exits.", yes="Stop"),
@@ -290,8 +330,10 @@ class DashboardApp(App[int]):
 
     def action_view(self, view: str) -> None:
         self.view = view
-        self.query_one("#views", ContentSwitcher).current = view
         focus = {"dashboard": "#recent-games", "games": "#games", "log": "#log"}.get(view)
+        self.query_one("#views", ContentSwitcher).current = (
+            "games-view" if view == "games" else view
+        )
         if focus:
             self.query_one(focus).focus()
         self.redraw()
@@ -345,4 +387,36 @@ class DashboardApp(App[int]):
     # ------------------------------------------------------------------ games
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if isinstance(event.data_table, GamesTable) and event.row_key.value is not None:
-            self.push_screen(GameScreen(self.state.game, int(event.row_key.value)))
+            source = reward_name(self.state.info)
+            self.push_screen(GameScreen(self.state.game, int(event.row_key.value), source))
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "games":
+            self._update_preview()
+
+    def _update_preview(self) -> None:
+        if self.view == "games":
+            number_ = self.query_one("#games", GamesTable).selected()
+            self.query_one(GamePreview).show(self.state, number_)
+
+    # ------------------------------------------------------------------ warnings, metric help
+    def action_dismiss_problems(self) -> None:
+        count = self.state.dismiss_problems()
+        if count:
+            self._note(f"dismissed {count} warning(s); they stay in the log")
+        self.redraw()
+
+    def on_descendant_focus(self, event: object) -> None:
+        self._show_metric_help(self.focused)
+
+    def on_descendant_blur(self, event: object) -> None:
+        self.call_after_refresh(self._show_metric_help, None)
+
+    def _show_metric_help(self, widget: Widget | None) -> None:
+        widget = widget if widget is not None else self.focused
+        line = self.query_one("#metric-help", Static)
+        if isinstance(widget, MetricRow):
+            line.update(Text(explain(widget.key)))
+            line.display = True
+        else:
+            line.display = False

@@ -9,29 +9,34 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Label, Markdown, Static
+from textual.widgets import Button, Footer, Label, Static
 
 from lsp_mlx.records import Game
 
-from .format import number, printable, signed
+from .glossary import metric
+from .render import render_game, render_title
+from .widgets import PLOTS, TILES
 
 
 class GameScreen(ModalScreen[None]):
-    """A whole game: the Challenger's query and every Solver answer, best first, untruncated.
+    """A whole game: the query and every Solver answer, best first, untruncated.
 
     Modal so the dashboard's keys (views, controls) do not act behind it.
     """
 
     BINDINGS = [
-        Binding("escape,q,enter", "close", "Back"),
-        Binding("left,k", "step(-1)", "Previous game"),
-        Binding("right,j", "step(1)", "Next game"),
+        Binding("escape,q,enter", "close", "Back", key_display="Esc"),
+        Binding("left,k", "step(-1)", "Previous game", key_display="←"),
+        Binding("right,j", "step(1)", "Next game", key_display="→"),
     ]
 
-    def __init__(self, lookup: Callable[[int], Game | None], number_: int) -> None:
+    def __init__(
+        self, lookup: Callable[[int], Game | None], number_: int, source: str = ""
+    ) -> None:
         super().__init__()
         self.lookup = lookup
         self.number = number_
+        self.source = source  # the reward source's name, for the reward parts
 
     def compose(self) -> ComposeResult:
         yield Static(id="game-title")
@@ -51,7 +56,7 @@ class GameScreen(ModalScreen[None]):
             content.update("")
             return
         title.update(render_title(game))
-        content.update(render_game(game))
+        content.update(render_game(game, self.source))
         self.query_one("#game-body").scroll_home(animate=False)
 
     def action_close(self) -> None:
@@ -63,78 +68,80 @@ class GameScreen(ModalScreen[None]):
             self.show()
 
 
-def render_title(game: Game) -> Text:
-    text = Text(f" Iteration {game.iteration} · game {game.index + 1} · {game.game}", style="bold")
-    text.append(
-        f"   V(q) {number(game.value)} · Challenger reward {number(game.challenger_reward)}"
-        f" · advantage {signed(game.challenger_advantage)}"
-    )
-    if not game.valid:
-        text.append("   query invalid: masked out of the loss", style="bold red")
-    return text
+KEYS = [
+    ("d 1", "Dashboard: run panel, metric lines, recent games, pinned warnings"),
+    ("o 2", "Plots: rewards, self-reward, loss, KL, zero-var share, tokens/s"),
+    ("g 3", "All games, the selected one below; Enter opens it whole"),
+    ("l 4", "The full log, with the dashboard's own notes"),
+    ("p", "Pause or resume the trainer (only while it runs)"),
+    ("c", "Save a checkpoint now (only while it runs)"),
+    ("s", "Stop: the trainer saves a checkpoint and exits (asks first)"),
+    ("x", "Dismiss the pinned warnings (they stay in the log)"),
+    ("Tab", "Next panel; on a metric line it shows what the metric means"),
+    ("q", "Quit (asks first while training is still running)"),
+    ("?", "This help"),
+]
+GAME_KEYS = "In a game: ←/→ previous/next game, Esc back."
+CONTROL = (
+    "Pause, resume, checkpoint and stop are files dropped into RUN_DIR/control/; the trainer "
+    "reads them between the phases of an iteration, so a command can take until the current "
+    "phase ends. From a shell: lsp-mlx control RUN_DIR pause. A headless trainer also takes "
+    "signals: SIGINT/SIGTERM stop with a checkpoint, SIGUSR1 saves one."
+)
+GAME_TERMS = [
+    ("total = R + R_Q", "an answer's reward: R from the reward source, R_Q the reference judge"),
+    ("V(q)", "mean total reward of a query's answers"),
+    ("advantage", "an answer's total minus V(q): what the update pushes up or down"),
+    ("query reward", "-V(q) + V_Q(q) (LSP): high when the Solver found the query hard"),
+    ("Total b/w", "the best and the worst answer's total reward in a game"),
+    ("cut off", "the answer hit game.answer_max_tokens"),
+]
 
 
-def render_game(game: Game) -> Text:
-    """The game as plain text: query, then the answers from best to worst with their numbers."""
+def help_text() -> Text:
+    """The help: keys, then every metric on screen (meaning, good direction, unit), then games."""
     out = Text()
-    out.append("Challenger query", style="bold underline")
-    out.append(f"  ({game.query_tokens} tokens)\n", style="dim")
-    out.append(printable(game.query.rstrip()) + "\n\n")
-    ranked = sorted(enumerate(game.answers), key=lambda pair: pair[1].reward, reverse=True)
-    for rank, (position, answer) in enumerate(ranked, 1):
-        out.append(f"Answer {position + 1}", style="bold underline")
-        parts = ", ".join(f"{k} {number(v)}" for k, v in answer.reward_parts.items())
-        out.append(
-            f"  #{rank} · reward {number(answer.reward)}"
-            + (f" ({parts})" if parts else "")
-            + f" · advantage {signed(answer.advantage)} · {answer.tokens} tokens",
-            style="cyan",
-        )
-        if answer.finish_reason != "stop":
-            out.append(f" · cut off ({answer.finish_reason})", style="yellow")
-        out.append("\n")
-        out.append(printable(answer.text.rstrip()) + "\n\n")
-    if game.extra:
-        out.append("Extra\n", style="bold underline")
-        for key, value in game.extra.items():
-            out.append(f"{key}: ", style="bold")
-            out.append(printable(f"{value}") + "\n")
+    out.append("Close: Esc, q or ?  ·  Scroll: ↑/↓, PgUp/PgDn\n\n", style="bold reverse")
+    out.append("Keys\n", style="bold underline")
+    for keys, action in KEYS:
+        out.append(f"{keys:<5}", style="bold")
+        out.append(f" {action}\n")
+    out.append(GAME_KEYS + "\n\n")
+    out.append("Metrics (the dashboard's lines and plots)\n", style="bold underline")
+    shown = [*TILES, *(key for _, _, series in PLOTS for _, key in series)]
+    for key in dict.fromkeys(shown):
+        m = metric(key)
+        out.append(f"{m.label}", style="bold")
+        out.append(f" ({key}): {m.meaning}. ")
+        out.append(f"Good: {m.good}. ", style="green")
+        out.append(f"Unit: {m.unit}.\n", style="dim")
+    out.append(
+        "Each metric line has one column per iteration (newest on the right, blank where there is "
+        "no value); the bars span the range printed beside them.\n\n"
+    )
+    out.append("Games\n", style="bold underline")
+    for term, meaning in GAME_TERMS:
+        out.append(term, style="bold")
+        out.append(f": {meaning}\n")
+    out.append("\nControl channel\n", style="bold underline")
+    out.append(CONTROL + "\n")
     return out
 
 
-HELP = """\
-# lsp-mlx dashboard
-
-| Key | Action |
-|---|---|
-| `d` `1` | Dashboard: run panel, metric sparklines, recent games, problems |
-| `o` `2` | Plots of rewards, self-reward, loss, KL, zero-variance groups, tokens/s |
-| `g` `3` | All games; `Enter` opens the selected game whole |
-| `l` `4` | The full log |
-| `p` | Pause or resume the trainer |
-| `c` | Save a checkpoint now |
-| `s` | Stop: the trainer saves a checkpoint and exits cleanly |
-| `q` | Quit (asks first while training is still running) |
-| `?` | This help |
-
-In a game: `←`/`→` previous/next game, `Esc` back.
-
-**Control channel.** Pause, resume, checkpoint and stop are files the TUI drops into
-`RUN_DIR/control/`; the trainer reads them between the phases of an iteration, so a
-command can take until the current phase ends. The same works from a shell:
-`lsp-mlx control RUN_DIR pause`, and for a headless trainer also signals:
-`SIGINT`/`SIGTERM` stop with a checkpoint, `SIGUSR1` saves one. A trainer this dashboard
-started that leaves a `stop` unread for 3 s (a long phase) gets SIGTERM, which stops it at
-once with the last finished iteration saved.
-"""
-
-
 class HelpScreen(ModalScreen[None]):
-    BINDINGS = [Binding("escape,q,question_mark", "close", "Close")]
+    BINDINGS = [
+        Binding("escape,q,question_mark", "close", "Close", key_display="Esc"),
+    ]
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Markdown(HELP)
+            yield Static(help_text(), id="help-text")
+
+    def on_mount(self) -> None:
+        box = self.query_one("#help-box")
+        box.border_title = "Help"
+        box.border_subtitle = "Esc, q or ? closes"
+        box.focus()
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -60,7 +60,12 @@ class RunSource:
         self.label = str(run_dir)
 
     def poll(self) -> list[dict[str, Any]]:
-        return self.tail.read_new()
+        """New events; a damaged file becomes one warning event (the dashboard never crashes)."""
+        try:
+            return self.tail.read_new()
+        except (OSError, ValueError) as e:
+            message = f"cannot read {self.tail.path} ({type(e).__name__}: {str(e)[:80]})"
+            return [{"type": "log", "level": "warning", "message": message}]
 
     def send(self, command: str) -> Path:
         return send(self.run_dir, command)

@@ -20,7 +20,6 @@ from textual.widgets.option_list import Option
 import lsp_mlx
 from lsp_mlx.events import EVENTS_FILE
 
-from .format import clip
 from .source import pid_alive
 
 
@@ -51,10 +50,16 @@ def find_presets(dirs: list[Path]) -> list[Path]:
     return presets
 
 
-def find_runs(presets: list[Path], cwd: Path | None = None, limit: int = 15) -> list[RunSummary]:
-    """Run folders (with events.jsonl) under ``runs/`` and where the presets put theirs, newest first."""
+def find_runs(
+    presets: list[Path],
+    cwd: Path | None = None,
+    limit: int = 15,
+    extra: list[Path] | None = None,
+) -> list[RunSummary]:
+    """Run folders (with events.jsonl), newest first: in or under ``./runs``, the working
+    directory itself, the folders in ``extra`` (``--runs-dir``) and where the presets put theirs."""
     cwd = cwd or Path.cwd()
-    roots = {cwd / "runs"}
+    roots = {cwd / "runs", cwd, *(Path(p) for p in extra or [])}
     for preset in presets:
         run_dir = _preset_run_dir(preset)
         if run_dir is not None:
@@ -101,14 +106,49 @@ def summarize_run(run_dir: Path) -> RunSummary:
     return RunSummary(run_dir, status, iteration, total, modified)
 
 
-def _preset_run_dir(preset: Path) -> str | None:
+def _preset_data(preset: Path) -> dict[str, object]:
     try:
-        data = yaml.safe_load(preset.read_text())
-    except (OSError, yaml.YAMLError):
-        return None
-    train = data.get("train") if isinstance(data, dict) else None
+        data = yaml.safe_load(preset.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _preset_run_dir(preset: Path) -> str | None:
+    train = _preset_data(preset).get("train")
     run_dir = train.get("run_dir") if isinstance(train, dict) else None
     return run_dir if isinstance(run_dir, str) else None
+
+
+def preset_model(preset: Path) -> str | None:
+    """The model a preset names (``model.path``), None when it names none and needs ``--model``."""
+    model = _preset_data(preset).get("model")
+    path = model.get("path") if isinstance(model, dict) else None
+    return str(path) if path else None
+
+
+def preset_needs(preset: Path) -> str | None:
+    """Why a preset does not run as is from the start screen, or None when it does."""
+    model = preset_model(preset)
+    if model is None:
+        return "needs --model"
+    if model != "default" and not Path(model).expanduser().exists() and "/" in model:
+        return f"needs {model} in the Hub cache"
+    return None
+
+
+def preset_description(preset: Path) -> str:
+    """The preset's leading comment block, joined into one paragraph."""
+    lines: list[str] = []
+    try:
+        text = preset.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return ""
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("# ").strip())
+    return " ".join(x for x in lines if x)
 
 
 class StartScreen(ModalScreen[tuple[str, Path]]):
@@ -157,20 +197,30 @@ class StartScreen(ModalScreen[tuple[str, Path]]):
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         kind, _, index = (event.option.id or "").partition(":")
         if kind == "config":
-            self.dismiss(("config", self.presets[int(index)]))
+            preset = self.presets[int(index)]
+            if preset_model(preset) is None:
+                self.notify(
+                    f"{_relative(preset)} names no model: run "
+                    f"lsp-mlx tui --config {_relative(preset)} --model PATH",
+                    title="Needs --model",
+                    severity="warning",
+                    timeout=10,
+                )
+                return
+            self.dismiss(("config", preset))
         elif kind == "attach":
             self.dismiss(("attach", self.runs[int(index)].path))
 
 
 def _preset_label(preset: Path) -> Text:
-    """The preset's path and, dimmed, the first line of its leading comment (its description)."""
-    text = Text(f"{_relative(preset):<32} ")
-    try:
-        first = next((line for line in preset.read_text().splitlines() if line.strip()), "")
-    except OSError:
-        first = ""
-    if first.startswith("#"):
-        text.append(clip(first.lstrip("# "), 50), style="dim")  # OptionList wraps long lines
+    """The preset's path, what it needs to run (if anything), and its whole description below."""
+    text = Text(_relative(preset), style="bold")
+    needs = preset_needs(preset)
+    if needs:
+        text.append(f"  ({needs})", style="yellow")
+    description = preset_description(preset)
+    if description:
+        text.append("\n  " + description, style="dim")  # OptionList wraps it to the width
     return text
 
 

@@ -61,6 +61,9 @@ class RunState:
     traceback: list[str] = field(default_factory=list)
     games_seen: int = 0  # games ever appended; games[-1] is game number games_seen - 1
     logs_seen: int = 0  # log lines ever appended
+    # The trainer's warnings and errors, pinned on the dashboard until dismissed.
+    problems: list[LogLine] = field(default_factory=list)
+    problems_dismissed: int = 0  # problems[:problems_dismissed] were dismissed
     metrics_version: int = 0
     version: int = 0  # bumps on any change
 
@@ -150,9 +153,24 @@ class RunState:
         self.version += 1
 
     def note(self, level: str, message: str, when: float | None = None) -> None:
-        """A line from the TUI itself (control commands sent, the child exiting)."""
-        self._log(when, level, message)
+        """A line from the TUI itself (control commands sent, the child exiting): Log only."""
+        self._log(when, level, message, pin=False)
         self.version += 1
+
+    def pinned(self) -> list[tuple[LogLine, int]]:
+        """The problems not dismissed yet, each message once with how often it came, oldest first."""
+        counts: dict[tuple[str, str], list[LogLine | int]] = {}
+        for line in self.problems[self.problems_dismissed :]:
+            entry = counts.setdefault((line.level, line.message), [line, 0])
+            entry[0], entry[1] = line, int(entry[1]) + 1  # type: ignore[call-overload]
+        return [(line, count) for line, count in counts.values()]  # type: ignore[misc]
+
+    def dismiss_problems(self) -> int:
+        """Unpin every problem shown so far; returns how many were dismissed."""
+        count = len(self.problems) - self.problems_dismissed
+        self.problems_dismissed = len(self.problems)
+        self.version += 1
+        return count
 
     def mark_lost(
         self, message: str, traceback: list[str], when: float | None = None, status: str = "lost"
@@ -170,7 +188,7 @@ class RunState:
         level = "warning" if status == "stopped" else "error"
         self._log(when, level, message)
         for line in traceback:
-            self._log(when, level, "  " + line)
+            self._log(when, level, "  " + line, pin=False)
         self.version += 1
 
     # ----------------------------------------------------------------- handlers
@@ -271,7 +289,7 @@ class RunState:
             self.traceback = tb.splitlines() if isinstance(tb, str) else [str(x) for x in tb]
             self._log(when, "error", f"trainer crashed: {self.error}")
             for line in self.traceback:
-                self._log(when, "error", "  " + line)
+                self._log(when, "error", "  " + line, pin=False)
         else:
             self._log(when, "info", f"run {self.status}")
 
@@ -282,11 +300,17 @@ class RunState:
         if force or self.iteration is None or iteration > self.iteration:
             self.iteration = iteration
 
-    def _log(self, when: float | None, level: str, message: str) -> None:
+    def _log(self, when: float | None, level: str, message: str, pin: bool = True) -> None:
         for line in message.splitlines() or [""]:
             self.logs.append(LogLine(when, level, line))
             self.logs_seen += 1
         _trim(self.logs, MAX_LOGS)
+        if pin and level in ("warning", "error"):
+            self.problems.append(LogLine(when, level, message))
+            if len(self.problems) > MAX_LOGS:
+                dropped = len(self.problems) - MAX_LOGS + MAX_LOGS // 10
+                del self.problems[:dropped]
+                self.problems_dismissed = max(self.problems_dismissed - dropped, 0)
 
     def _reset(self) -> None:
         generation, version = self.generation + 1, self.version
