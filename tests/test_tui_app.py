@@ -116,12 +116,12 @@ async def test_dashboard_shows_the_recorded_run(tmp_path: Path) -> None:
         assert "judge output unparsable" in text  # warnings reach the dashboard's problem pane
         assert "[bold]Canberra" in text  # model text is shown as written, never as markup
         await pilot.press("o")
-        assert "Reward per role" in screen_text(app)
+        assert "Rewards" in screen_text(app)
         await pilot.press("l")
         assert "checkpoint saved at iteration 10" in screen_text(app)
         await pilot.press("g")
         assert app.query_one("#games", GamesTable).row_count == 48
-        assert "Advantages" in screen_text(app)
+        assert "Adv b/w" not in screen_text(app)  # 80 columns: the texts get the room
 
 
 @sync
@@ -178,17 +178,24 @@ async def test_controls_write_commands_the_trainer_reads(tmp_path: Path) -> None
         assert commands(tmp_path) == []
         await pilot.press("s", "y")
         assert commands(tmp_path) == ["stop"]
-        assert "sent 'stop'" in screen_text(app)
+        await pilot.press("l")
+        assert "sent 'stop'" in screen_text(app)  # the dashboard's own notes go to the Log
 
 
 @sync
-async def test_controls_do_nothing_once_the_run_is_over(tmp_path: Path) -> None:
+async def test_controls_on_an_ended_run_say_why_they_do_nothing(tmp_path: Path) -> None:
     write(tmp_path, recorded())
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("p", "c", "s")
         assert not isinstance(app.screen, ConfirmScreen)
         assert commands(tmp_path) == []
+        said = [line.message for line in app.state.logs if line.level == "tui"]
+        assert said == [
+            f"{command}: The run is over (stopped): there is no trainer to control."
+            for command in ("pause", "checkpoint", "stop")
+        ]
+        assert not app.state.pinned()[1:]  # notes are not pinned as warnings
 
 
 @sync
@@ -317,14 +324,26 @@ async def test_resizes_and_view_switches_at_many_sizes(tmp_path: Path) -> None:
         assert not isinstance(app.screen, HelpScreen)
 
 
+DESCRIPTION = (
+    "# A preset whose description is much longer than the sixty columns the old start screen"
+    "\n# gave it, so its end is only visible when nothing is cut."
+)
+
+
 @sync
 async def test_start_screen_lists_runs_and_attaches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "mine.yaml").write_text("train:\n  run_dir: runs/mine\n")
-    write(tmp_path / "runs" / "recorded", recorded())
+    (tmp_path / "configs" / "mine.yaml").write_text(
+        DESCRIPTION + "\nmodel:\n  path: default\ntrain:\n  run_dir: runs/mine\n"
+    )
+    (tmp_path / "configs" / "tiny.yaml").write_text("# needs a model\ngame:\n  name: lsp\n")
+    write(tmp_path / "loose", recorded(upto=2))  # a run folder right in the working directory
+    write(tmp_path / "elsewhere" / "far", recorded(upto=1))  # found through --runs-dir
+    time.sleep(0.01)
+    write(tmp_path / "runs" / "recorded", recorded())  # the newest: first in the list
     picked: list[Path] = []
 
     def launcher(preset: Path) -> Any:
@@ -332,23 +351,34 @@ async def test_start_screen_lists_runs_and_attaches(
         picked.append(preset)
         return AttachedRun(tmp_path / "runs" / "recorded")
 
-    app = DashboardApp(None, clock=lambda: NOW, launcher=launcher)
+    def start_app() -> DashboardApp:
+        return DashboardApp(
+            None, clock=lambda: NOW, launcher=launcher, runs_dirs=[tmp_path / "elsewhere"]
+        )
+
+    app = start_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
         assert isinstance(app.screen, StartScreen)
         text = screen_text(app)
         assert "configs/mine.yaml" in text and "runs/recorded" in text and "stopped" in text
+        assert "loose" in text and "elsewhere/far" in text
+        assert "end is only visible when nothing is cut." in text  # the whole description
+        assert "configs/tiny.yaml  (needs --model)" in text
         app.screen.query_one("#runs").focus()
         await pilot.press("enter")
         await pilot.pause()
         assert not isinstance(app.screen, StartScreen)
         assert isinstance(app.source, AttachedRun) and app.state.games_seen == 48
-    app = DashboardApp(None, clock=lambda: NOW, launcher=launcher)
+    app = start_app()
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
-        await pilot.press("enter")  # the preset list has the focus first
+        await pilot.press("down", "enter")  # tiny.yaml: names no model, so it is refused
         await pilot.pause()
-        assert picked == [Path("configs/mine.yaml").resolve()] or picked[0].name == "mine.yaml"
+        assert isinstance(app.screen, StartScreen) and picked == []
+        await pilot.press("up", "enter")  # the preset list has the focus first
+        await pilot.pause()
+        assert picked[0].name == "mine.yaml"
         assert app.config_label == str(picked[0]) and app.state.games_seen == 48
 
 

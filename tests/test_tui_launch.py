@@ -29,6 +29,7 @@ from lsp_mlx.commands import tui as tui_command
 from lsp_mlx.commands.train import add_train_arguments
 from lsp_mlx.events import read_events
 from lsp_mlx.tui.app import DashboardApp
+from lsp_mlx.tui.format import significant
 from lsp_mlx.tui.screens import ConfirmScreen
 from lsp_mlx.tui.source import LaunchedRun, Stopper
 from lsp_mlx.tui.widgets import PLOTS, TILES
@@ -99,9 +100,8 @@ async def test_real_run_shows_games_pauses_and_q_stops_with_a_checkpoint(
         await pilot.pause(0.3)
         text = screen_text(app)
         assert "running" in text and "/ 200" in text
-        assert (
-            f"{state.latest['reward/solver_mean']:.3f}" in text
-        )  # the reward tile shows the live value
+        # the reward line shows the live value
+        assert significant(state.latest["reward/solver_mean"]) in text
 
         await pilot.press("p")  # pause: the real trainer reads the control file and says so
         await wait_until(pilot, lambda: state.status == "paused", 60, "the trainer to pause")
@@ -127,7 +127,7 @@ async def test_real_run_shows_games_pauses_and_q_stops_with_a_checkpoint(
     assert Path(last_ckpt["path"]).is_dir() and (run_dir / "checkpoints" / "latest").is_file()
     assert "[" in (run_dir / "train.log").read_text()  # the child's progress went to train.log
     # Every metric the dashboard draws is one the real trainer emits.
-    wanted = {key for _, key in TILES} | {key for _, _, series in PLOTS for _, key in series}
+    wanted = set(TILES) | {key for _, _, series in PLOTS for _, key in series}
     assert wanted <= set(app.state.latest), sorted(wanted - set(app.state.latest))
 
 
@@ -213,6 +213,10 @@ def test_screenshot_of_an_attached_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     text = svg.read_text()
     assert text.startswith("<svg") and "Solver&#160;R" in text and "12&#160;/&#160;40" in text
+    png = tmp_path / "shot.png"
+    refused = cli("tui", "--attach", str(tmp_path), "--screenshot", str(png))
+    assert refused.returncode == 2 and not png.exists()
+    assert refused.stderr.count("\n") == 1 and "name the file with .svg" in refused.stderr
 
 
 # A stand-in trainer for the stop protocol: the real one on the tiny model finishes every phase

@@ -233,3 +233,38 @@ def test_start_screen_discovery(tmp_path: Path, monkeypatch) -> None:
     assert by_name["old"].status == "stopped" and by_name["old"].iteration == 12
     assert by_name["a"].status == "interrupted" and by_name["a"].total == 9
     assert summarize_run(tmp_path / "nothing").status == "unreadable"
+
+
+def test_spark_is_one_column_per_iteration_right_aligned() -> None:
+    from lsp_mlx.tui.widgets import spark
+
+    bars, span = spark([(1, 0.0), (2, 1.0), (4, 0.5)], last=4, width=6, bounds=None)
+    assert bars == "  ▁█ ▅" and span == (0.0, 1.0)  # iteration 3 is missing: a blank, not a zero
+    bars, span = spark([(1, 1.26), (2, 1.35)], last=2, width=2, bounds=(0.0, 2.0))
+    assert bars == "▅▆" and span == (0.0, 2.0)  # on its own scale a small change stays small
+    assert spark([], last=3, width=4, bounds=None) == ("    ", None)
+    assert spark([(1, 5.0)], last=1, width=3, bounds=None)[0] == "  ▄"  # one point: one bar
+
+
+def test_axis_numbers() -> None:
+    from lsp_mlx.tui.format import iteration_ticks, nice_range, significant
+
+    assert significant(0.554852) == "0.5549" and significant(-2.03e-3) == "-0.00203"
+    assert significant(123456.0) == "1.23e+05" and significant(0.0) == "0"
+    assert iteration_ticks(1, 6, 4) == [1, 2, 4, 6] and iteration_ticks(1, 3, 8) == [1, 2, 3]
+    assert all(isinstance(t, int) for t in iteration_ticks(1, 37, 5))
+    lo, hi, ticks = nice_range(0.554852, 0.555001)
+    assert lo <= 0.554852 and hi >= 0.555001 and all(len(significant(t)) <= 6 for t in ticks)
+    assert nice_range(0.0, 1.0, 4)[2] == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_damaged_bytes_in_events_cost_only_their_line(tmp_path: Path) -> None:
+    good = [{"type": "log", "level": "info", "message": m} for m in ("before", "after")]
+    (tmp_path / "events.jsonl").write_bytes(
+        (json.dumps(good[0]) + "\n").encode()
+        + b'{"type": "log", "message": "\xc3\x28 not UTF-8"}\n{"type": "lo\n'
+        + (json.dumps(good[1]) + "\n").encode()
+    )
+    state = RunState()
+    state.apply_all(AttachedRun(tmp_path).poll())
+    assert [line.message for line in state.logs] == ["before", "after"]

@@ -99,7 +99,7 @@ def test_attach_in_tmux(tmp_path: Path) -> None:
         keys("Enter")
         wait_for("Iteration 12 · game 4")  # the game view's title: the last game, whole
         shown = wait_for("Previous game")  # its footer: the screen is drawn completely
-        assert "Answer 1" in shown and "Challenger query" in shown
+        assert "Answer 1" in shown and "Query" in shown
         keys("Escape")
         wait_for("Games · running")
         keys("p")

@@ -124,14 +124,14 @@ def make_events() -> list[dict[str, Any]]:
                 query_tokens=len(query) // 4,
                 answers=answers,
                 value=round(value, 4),
-                challenger_reward=round(-value, 4),
-                challenger_advantage=0.0,
+                query_reward=round(-value, 4),
+                query_advantage=0.0,
                 valid=not (it == 7 and index == 2),
             )
             emit("game", **game.to_dict())
         mean_v = sum(solver_rewards) / N
         for event in events[-N:]:
-            event["challenger_advantage"] = round(mean_v - event["value"], 4)
+            event["query_advantage"] = round(mean_v - event["value"], 4)
         now += 2.0
         metrics = {
             "reward/solver_mean": mean_v,
