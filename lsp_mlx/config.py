@@ -371,6 +371,8 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
 
     data: Any = {}
     if path is not None:
+        if not str(path).strip():
+            raise ConfigError("--config is empty: pass a YAML file, e.g. configs/demo.yaml")
         path = Path(path)
         if not path.is_file():
             problem = "is a folder" if path.is_dir() else "not found"

@@ -105,9 +105,10 @@ def test_generate_prints_one_completion(run_dir: Path, session) -> None:  # noqa
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--temp", "-1"], "--temp must be >= 0"),
+        (["--temp", "-1"], "--temp must be in [0, 10]"),
         (["--top-p", "0"], "--top-p must be in (0, 1]"),
-        (["--max-tokens", "0"], "--max-tokens must be >= 1"),
+        (["--max-tokens", "0"], "--max-tokens must be in 1..131072"),
+        (["--seed", "-1"], "--seed must be in 0..4294967295"),
         (["--raw", "--system", "x"], "--system needs the chat template"),
     ],
 )

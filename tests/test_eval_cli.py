@@ -164,11 +164,13 @@ def test_eval_splits_off_the_problems_the_run_trained_on(
     ("args", "message"),
     [
         (["--prompts", "x.jsonl"], "also pass --adapter"),
-        (["--adapter", "/nonexistent"], "no adapters.safetensors"),
+        (["--adapter", "/nonexistent"], "does not exist"),
         (["--no-accuracy"], "leaves nothing to measure"),
         (["--no-base"], "--no-base needs --adapter"),
         (["--levels", "add9"], "unknown level"),
-        (["--per-level", "0"], "--per-level must be >= 1"),
+        (["--per-level", "0"], "--per-level must be in 1..100000"),
+        (["--batch-size", "0"], "--batch-size must be in 1..4096"),
+        (["--levels", ""], "--levels is empty"),
         (["--train-log", "/nonexistent"], "--train-log: no events.jsonl"),
     ],
 )

@@ -1,4 +1,4 @@
-"""``lsp-mlx chat --adapter RUN_DIR|EXPORT_DIR``: talk to the trained model in the terminal.
+"""``lsp-mlx chat --adapter PATH``: talk to the trained model in the terminal.
 
 Reads one message per line from stdin (a terminal or a pipe), prints the reply, keeps the
 conversation. ``--compare`` answers every message twice, with the base model and with the
@@ -17,6 +17,8 @@ from typing import Any
 from lsp_mlx.errors import UserError
 
 HELP = "/reset forgets the conversation, /quit leaves (so does Ctrl-D)"
+ADAPTER_HELP = "a run folder (its newest adapter), a checkpoint folder or an adapter folder"
+SEED_MAX = 2**32 - 1
 
 
 def add_generation_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,8 +26,8 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--adapter",
         required=True,
-        metavar="DIR",
-        help="a run folder (--run-dir of lsp-mlx train) or an export folder",
+        metavar="PATH",
+        help=ADAPTER_HELP,
     )
     p.add_argument(
         "--checkpoint", type=int, metavar="N", help="with a run folder: use checkpoints/iter-N"
@@ -49,12 +51,18 @@ def add_generation_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_generation_arguments(args: argparse.Namespace) -> None:
-    if args.max_tokens < 1:
-        raise UserError(f"--max-tokens must be >= 1, got {args.max_tokens}")
-    if args.temp < 0:
-        raise UserError(f"--temp must be >= 0 (0 is greedy), got {args.temp}")
+    """Every flag, before the model loads (NaN fails every comparison, so ranges are written to
+    accept only what they name)."""
+    if not 1 <= args.max_tokens <= 131072:
+        raise UserError(f"--max-tokens must be in 1..131072, got {args.max_tokens}")
+    if not 0 <= args.temp <= 10:
+        raise UserError(f"--temp must be in [0, 10] (0 is greedy), got {args.temp}")
     if not 0 < args.top_p <= 1:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UserError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
+    if args.checkpoint is not None and args.checkpoint < 0:
+        raise UserError(f"--checkpoint must be >= 0, got {args.checkpoint}")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

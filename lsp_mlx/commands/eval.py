@@ -14,10 +14,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsp_mlx.errors import UserError
 from lsp_mlx.events import EVENTS_FILE
+
+if TYPE_CHECKING:
+    from lsp_mlx.export.source import AdapterSource
+
+SEED_MAX = 2**32 - 1
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +39,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--adapter",
-        help="an adapter folder (adapters.safetensors) or a run folder (uses RUN/adapters)",
+        metavar="PATH",
+        help="a run folder (its newest adapter), a checkpoint folder or an adapter folder",
+    )
+    p.add_argument(
+        "--checkpoint", type=int, metavar="N", help="with a run folder: use checkpoints/iter-N"
     )
     p.add_argument("--seed", type=int, default=1234, help="seed of the held-out set (default 1234)")
     p.add_argument(
@@ -81,28 +90,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _adapter_dir(spec: str) -> Path:
-    path = Path(spec)
-    if (path / "adapters.safetensors").is_file():
-        return path
-    if (path / "adapters" / "adapters.safetensors").is_file():
-        return path / "adapters"
-    raise UserError(
-        f"no adapters.safetensors in {spec} or {spec}/adapters: pass an adapter folder or a run folder"
-    )
-
-
-def _config(args: argparse.Namespace, adapter: Path | None) -> Any:
+def _config(args: argparse.Namespace, source: AdapterSource | None) -> Any:
     from lsp_mlx import config as cfg
 
     overrides: dict[str, Any] = {"train.micro_batch_size": 8}
     model = args.model
-    if adapter is not None:
-        meta = (
-            json.loads((adapter / "adapter_config.json").read_text())
-            if (adapter / "adapter_config.json").is_file()
-            else {}
-        )
+    if source is not None:
+        meta = source.adapter_config
         lora = meta.get("lora_parameters", {})
         for key in ("rank", "scale", "dropout", "keys"):
             if key in lora:
@@ -118,15 +112,29 @@ def _config(args: argparse.Namespace, adapter: Path | None) -> Any:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.per_level < 1:
-        raise UserError("--per-level must be >= 1")
+    """Every flag, before any file is read or model loaded."""
     from lsp_mlx.evaluation.heldout import LEVELS
+    from lsp_mlx.outputs import check_writable_file
 
-    unknown = [lv for lv in args.levels.split(",") if lv.strip() and lv.strip() not in LEVELS]
-    if unknown and not args.no_accuracy:
-        raise UserError(f"--levels: unknown level {unknown[0]!r}; known: {', '.join(LEVELS)}")
-    if args.max_tokens < 1:
-        raise UserError("--max-tokens must be >= 1")
+    if not 1 <= args.per_level <= 100_000:
+        raise UserError(f"--per-level must be in 1..100000, got {args.per_level}")
+    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    if not args.no_accuracy:
+        if not levels:
+            raise UserError(
+                f"--levels is empty: pass one or more of {', '.join(LEVELS)}, comma-separated"
+            )
+        unknown = [lv for lv in levels if lv not in LEVELS]
+        if unknown:
+            raise UserError(f"--levels: unknown level {unknown[0]!r}; known: {', '.join(LEVELS)}")
+    if not 1 <= args.max_tokens <= 131072:
+        raise UserError(f"--max-tokens must be in 1..131072, got {args.max_tokens}")
+    if not 1 <= args.batch_size <= 4096:
+        raise UserError(f"--batch-size must be in 1..4096, got {args.batch_size}")
+    if not 0 <= args.seed <= SEED_MAX:
+        raise UserError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
+    if args.checkpoint is not None and not args.adapter:
+        raise UserError("--checkpoint picks a checkpoint of a run: also pass --adapter RUN")
     if args.no_base and not args.adapter:
         raise UserError("--no-base needs --adapter (without one there is only the base to measure)")
     if args.prompts and not args.adapter:
@@ -137,6 +145,7 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--judge reward_model needs --reward-model FOLDER")
     if args.judge == "python" and args.prompts and (not args.function or ":" not in args.function):
         raise UserError("--judge python needs --function package.module:function")
+    check_writable_file(args.output, "--output")
 
 
 def _progress(label: str) -> Any:
@@ -155,7 +164,7 @@ def _progress(label: str) -> Any:
     return report
 
 
-def _train_log(args: argparse.Namespace, adapter: Path | None) -> Path | None:
+def _train_log(args: argparse.Namespace, source: AdapterSource | None) -> Path | None:
     if args.train_log == "none":
         return None
     if args.train_log:
@@ -166,9 +175,20 @@ def _train_log(args: argparse.Namespace, adapter: Path | None) -> Path | None:
                 f"--train-log: no events.jsonl at {args.train_log}: pass a run folder or its events.jsonl"
             )
         return path
-    from lsp_mlx.evaluation.heldout import find_run_log
+    return source.events_path if source is not None else None
 
-    return find_run_log(adapter) if adapter is not None else None
+
+def _check_adapter_fits(backend: Any, source: AdapterSource, model: str) -> None:
+    """One greedy token with the adapter on: an adapter trained on another base fails here, as
+    one line, rather than deep inside the first batch."""
+    prompt = backend.chat_prompt([{"role": "user", "content": "1 + 1 ="}])
+    try:
+        backend.generate([prompt], n=1, max_tokens=1, temperature=0.0, adapter=True)
+    except (ValueError, RuntimeError) as e:
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise UserError(
+            f"the adapter in {source.adapter_dir} does not fit {model} ({first}): pass the base it was trained on with --model"
+        ) from None
 
 
 def _accuracy_row(
@@ -191,8 +211,13 @@ def _accuracy_row(
 
 
 def accuracy_section(
-    backend: Any, args: argparse.Namespace, with_adapter: bool, train_log: Path | None = None
+    backend: Any,
+    args: argparse.Namespace,
+    with_adapter: bool,
+    train_log: Path | None = None,
+    trained_on: set[str] | None = None,
 ) -> dict[str, Any]:
+    """``trained_on``: the questions of ``train_log`` (read before any model was loaded)."""
     from lsp_mlx.evaluation.heldout import (
         answer_problems,
         grade,
@@ -234,7 +259,9 @@ def accuracy_section(
     out["all"] = _accuracy_row(graded, runs, list(range(len(problems))))
     seen = [False] * len(problems)
     if train_log is not None:
-        seen = seen_in_training(problems, training_questions(train_log))
+        if trained_on is None:
+            trained_on = training_questions(train_log)
+        seen = seen_in_training(problems, trained_on)
         unseen = [i for i, s in enumerate(seen) if not s]
         out["train_log"] = str(train_log)
         out["seen_in_training"] = sum(seen)
@@ -255,15 +282,18 @@ def accuracy_section(
     return out
 
 
-def win_rate_section(backend: Any, args: argparse.Namespace) -> dict[str, Any]:
+def win_rate_section(
+    backend: Any, args: argparse.Namespace, prompts: list[str] | None = None, scorer: Any = None
+) -> dict[str, Any]:
+    """``prompts`` and a python ``scorer`` may be read up front (before the model loads)."""
     from lsp_mlx.evaluation.pairwise import answer_prompts, judge_pairs, read_prompts
     from lsp_mlx.evaluation.stats import win_rate
 
-    prompts = read_prompts(args.prompts)
-    scorer = None
+    if prompts is None:
+        prompts = read_prompts(args.prompts)
     if args.judge == "reward_model":
         scorer = backend.load_reward_model(args.reward_model)
-    elif args.judge == "python":
+    elif args.judge == "python" and scorer is None:
         from lsp_mlx.rewards.python_fn import load_function
 
         scorer = load_function(args.function)
@@ -326,23 +356,44 @@ def print_table(result: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    adapter = _adapter_dir(args.adapter) if args.adapter else None
-    train_log = _train_log(args, adapter)
-    config = _config(args, adapter)
+    from lsp_mlx.export.source import resolve_source
+
+    source = resolve_source(args.adapter, args.checkpoint) if args.adapter else None
+    # every input file is read before the model loads: damage costs no minutes of generation
+    train_log = _train_log(args, source) if not args.no_accuracy else None
+    trained_on = None
+    if train_log is not None:
+        from lsp_mlx.evaluation.heldout import training_questions
+
+        trained_on = training_questions(train_log)
+    prompts, scorer = None, None
+    if args.prompts:
+        from lsp_mlx.evaluation.pairwise import read_prompts
+
+        prompts = read_prompts(args.prompts)
+        if args.judge == "python":
+            from lsp_mlx.rewards.python_fn import load_function
+
+            scorer = load_function(args.function)
+    config = _config(args, source)
     from lsp_mlx.backends import get_backend
 
     backend = get_backend(config)
-    if adapter is not None:
-        backend.load_adapter(adapter)
+    adapter = source.adapter_dir if source is not None else None
+    if source is not None:
+        backend.load_adapter(source.adapter_dir)
+        _check_adapter_fits(backend, source, config.model.path)
     result: dict[str, Any] = {
         "model": config.model.path,
         "base_model": config.model.base_model,
         "adapter": str(adapter) if adapter else None,
     }
     if not args.no_accuracy:
-        result["accuracy"] = accuracy_section(backend, args, adapter is not None, train_log)
+        result["accuracy"] = accuracy_section(
+            backend, args, adapter is not None, train_log, trained_on
+        )
     if args.prompts:
-        result["win_rate"] = win_rate_section(backend, args)
+        result["win_rate"] = win_rate_section(backend, args, prompts, scorer)
     print_table(result)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""``lsp-mlx export RUN_DIR --out DIR``: the adapter in mlx-lm and PEFT formats, a model card,
+"""``lsp-mlx export --adapter PATH --out DIR``: the adapter in mlx-lm and PEFT formats, a model card,
 optionally a fused model, optionally pushed to the Hugging Face Hub (docs/export.md)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from lsp_mlx.commands.chat import ADAPTER_HELP
 from lsp_mlx.errors import UserError
 
 
@@ -13,16 +14,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export",
         help="export an adapter for mlx-lm, PEFT and the Hugging Face Hub",
-        description="Write the adapter of RUN_DIR in mlx-lm format (adapters.safetensors) and PEFT format "
+        description="Write the adapter of PATH in mlx-lm format (adapters.safetensors) and PEFT format "
         "(adapter_model.safetensors), one adapter_config.json for both, a model card README.md with a "
         "training-curves PNG, and with --fuse a fused full model in DIR/fused.",
-        epilog="Example: lsp-mlx export runs/lsp --out exports/lsp --fuse --push-to-hub you/smollm2-lsp",
+        epilog="Example: lsp-mlx export --adapter runs/lsp --out exports/lsp --fuse --push-to-hub you/smollm2-lsp",
     )
-    p.add_argument(
-        "run_dir",
-        metavar="RUN_DIR",
-        help="a run folder (--run-dir of lsp-mlx train) or an adapter folder",
-    )
+    p.add_argument("--adapter", metavar="PATH", help=ADAPTER_HELP)
+    p.add_argument("run_dir", nargs="?", metavar="PATH", help="the same as --adapter PATH")
     p.add_argument(
         "--out",
         required=True,
@@ -62,7 +60,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _adapter_path(args: argparse.Namespace) -> str:
+    if args.adapter is not None and args.run_dir is not None and args.adapter != args.run_dir:
+        raise UserError(
+            f"two adapters given ({args.run_dir} and --adapter {args.adapter}): pass one, as --adapter PATH"
+        )
+    path = args.adapter if args.adapter is not None else args.run_dir
+    if path is None:
+        raise UserError(
+            "export needs the adapter: pass --adapter PATH (a run, checkpoint or adapter folder)"
+        )
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
+    adapter = _adapter_path(args)
+    if args.checkpoint is not None and args.checkpoint < 0:
+        raise UserError(f"--checkpoint must be >= 0, got {args.checkpoint}")
     if args.private and not args.push_to_hub:
         raise UserError(
             "--private only applies to --push-to-hub: add --push-to-hub REPO_ID or drop --private"
@@ -71,13 +85,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             "--dry-run lists what --push-to-hub would upload: add --push-to-hub REPO_ID"
         )
+    from lsp_mlx.outputs import check_writable_dir
+
+    check_writable_dir(args.out, "--out")
     from lsp_mlx import blas
 
     blas.preload()
     from lsp_mlx.export.exporter import export_adapter
 
     result = export_adapter(
-        args.run_dir,
+        adapter,
         args.out,
         checkpoint=args.checkpoint,
         fuse=args.fuse,

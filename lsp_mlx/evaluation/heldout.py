@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lsp_mlx.events import EVENTS_FILE, read_events
+from lsp_mlx.readers import read_jsonl
 from lsp_mlx.verifiers.arithmetic import extract_answer, is_correct
 from lsp_mlx.verifiers.tasks import ARITHMETIC_SOLVER
 
@@ -83,22 +83,17 @@ def _normalise(question: str) -> str:
     return re.sub(r"\s+", " ", question.strip())
 
 
-def find_run_log(adapter_dir: Path) -> Path | None:
-    """The ``events.jsonl`` of the run an adapter came from: RUN/adapters and
-    RUN/checkpoints/iter-N both lead back to RUN; None for an adapter outside a run."""
-    for folder in (adapter_dir, *list(adapter_dir.parents)[:2]):
-        if (folder / EVENTS_FILE).is_file():
-            return folder / EVENTS_FILE
-    return None
-
-
 def training_questions(events_path: Path) -> set[str]:
     """Every problem a run's Solver was trained on (valid games with answers), so accuracy can
     also be reported on held-out problems the self-play never happened to propose: in a small
     space such as 1-digit addition (100 problems) a Proposer covers part of any held-out set."""
     return {
         _normalise(e["query"])
-        for e in read_events(events_path)
+        for e in read_jsonl(
+            events_path,
+            "the run's events",
+            fix="repair or delete the damaged line, or pass --train-log none",
+        )
         if e.get("type") == "game" and e.get("valid", True) and e.get("answers")
     }
 

@@ -49,13 +49,16 @@ Which response is better? Reply with one letter, A or B."""
 def read_prompts(path: str | Path) -> list[str]:
     """Prompts from a JSONL file (``prompt``, ``query`` or ``instruction`` field) or a text
     file with one prompt per line."""
+    from lsp_mlx.readers import read_text
+
     path = Path(path)
     if not path.is_file():
+        problem = "is a folder" if path.is_dir() else "not found"
         raise UserError(
-            f"prompt file {str(path)!r} not found: pass a JSONL or text file with one prompt per line"
+            f"prompt file {str(path)!r} {problem}: pass a JSONL or text file with one prompt per line"
         )
     prompts: list[str] = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "the prompt file").splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -82,7 +85,7 @@ def read_prompts(path: str | Path) -> list[str]:
         else:
             prompts.append(line)
     if not prompts:
-        raise UserError(f"prompt file {path} holds no prompts")
+        raise UserError(f"prompt file {path} holds no prompts: write one prompt per line")
     return prompts
 
 

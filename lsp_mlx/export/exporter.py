@@ -30,6 +30,7 @@ from lsp_mlx.export.source import (
     locate_base_model,
     resolve_source,
 )
+from lsp_mlx.readers import read_jsonl
 
 FUSED_DIR = "fused"
 
@@ -153,6 +154,8 @@ def export_adapter(
         warnings.append(f"license: {license_source}; the card says 'license: other'")
     run_config = source.run_config
     game = (run_config.get("game") or {}).get("name") or "self-play"
+    if source.events_path is not None:  # damage is one line here, not a traceback in the card
+        read_jsonl(source.events_path, "the run's events", fix="repair or delete the damaged line")
     history = read_history(source.events_path, up_to=source.iteration)
 
     out.parent.mkdir(parents=True, exist_ok=True)

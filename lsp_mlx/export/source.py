@@ -8,14 +8,12 @@ writes) or any plain mlx-lm adapter folder holds ``adapters.safetensors`` and
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lsp_mlx.errors import UserError
+from lsp_mlx.readers import check_safetensors, read_json, read_jsonl, read_yaml
 
 ADAPTER_WEIGHTS = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -52,17 +50,13 @@ def _has_adapter(folder: Path) -> bool:
     return (folder / ADAPTER_WEIGHTS).is_file() and (folder / ADAPTER_CONFIG).is_file()
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise UserError(
-            f"cannot read {path} ({e}): the adapter folder is damaged, re-export or re-train"
-        ) from None
+_DAMAGED = "re-export the adapter or pass another checkpoint"
+
+
+def _read_adapter_config(path: Path) -> dict[str, Any]:
+    data = read_json(path, "the adapter config", fix=_DAMAGED)
     if not isinstance(data, dict):
-        raise UserError(
-            f"{path} is not a JSON object: the adapter folder is damaged, re-export or re-train"
-        )
+        raise UserError(f"the adapter config {str(path)!r} is not a JSON object: {_DAMAGED}")
     return data
 
 
@@ -70,10 +64,10 @@ def _checkpoint_iteration(folder: Path) -> int | None:
     state = folder / "state.json"
     if state.is_file():
         try:
-            value = json.loads(state.read_text()).get("iteration")
+            value = read_json(state, "the checkpoint state").get("iteration")
             return int(value) if value is not None else None
-        except (OSError, ValueError, TypeError, AttributeError):
-            pass
+        except (UserError, ValueError, TypeError, AttributeError):
+            pass  # the folder name tells the iteration too
     name = folder.name
     if name.startswith("iter-") and name[5:].isdigit():
         return int(name[5:])
@@ -101,8 +95,9 @@ def _run_adapter(run_dir: Path, checkpoint: int | None) -> tuple[Path, int | Non
     latest_file = run_dir / "checkpoints" / "latest"
     latest = None
     if latest_file.is_file():
-        candidate = run_dir / "checkpoints" / latest_file.read_text().strip()
-        latest = candidate if _has_adapter(candidate) else None
+        name = latest_file.read_bytes().decode("utf-8", "replace").strip()
+        candidate = run_dir / "checkpoints" / name
+        latest = candidate if name and _has_adapter(candidate) else None
     if latest is None and checkpoints:
         latest = checkpoints[-1]
     if _has_adapter(run_dir / "adapters"):
@@ -128,36 +123,80 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _last_iteration(run_dir: Path) -> int | None:
-    from lsp_mlx.events import read_events
+    from lsp_mlx.events import EVENTS_FILE
 
-    its = [
-        e["iteration"]
-        for e in read_events(run_dir)
-        if e.get("type") == "metrics" and "iteration" in e
-    ]
+    path = run_dir / EVENTS_FILE
+    if not path.is_file():
+        return None
+    events = read_jsonl(path, "the run's events", fix="repair or delete the damaged line")
+    its = [e["iteration"] for e in events if e.get("type") == "metrics" and "iteration" in e]
     return max(its) if its else None
 
 
+def _is_run(folder: Path) -> bool:
+    return (folder / "config.yaml").is_file() and (
+        (folder / "adapters").is_dir() or (folder / "checkpoints").is_dir()
+    )
+
+
+def _enclosing_run(folder: Path) -> tuple[Path, int | None] | None:
+    """RUN/adapters and RUN/checkpoints/iter-N belong to RUN: (RUN, N or None)."""
+    if folder.name == "adapters" and _is_run(folder.parent):
+        return folder.parent, None
+    name = folder.name
+    if (
+        folder.parent.name == "checkpoints"
+        and name.startswith("iter-")
+        and name[5:].isdigit()
+        and _is_run(folder.parent.parent)
+    ):
+        return folder.parent.parent, int(name[5:])
+    return None
+
+
+def _check_weights(adapter_dir: Path, kind: str) -> None:
+    fix = "pass an earlier one with --checkpoint N" if kind == "run" else _DAMAGED
+    check_safetensors(adapter_dir / ADAPTER_WEIGHTS, "the adapter weights", fix=fix)
+
+
 def resolve_source(path: str | Path, checkpoint: int | None = None) -> AdapterSource:
-    """Resolve ``path`` (a run folder, an export folder or an mlx-lm adapter folder)."""
+    """Resolve ``path``: a run folder, one of its checkpoint folders (or its ``adapters/``), an
+    export folder or an mlx-lm adapter folder. The one place every command finds an adapter;
+    its weights' header is checked here, before any framework loads them."""
+    if not str(path).strip():
+        raise UserError(
+            "--adapter is empty: pass a run folder, a checkpoint folder or an adapter folder"
+        )
     root = Path(path).expanduser()
     if not root.exists():
         raise UserError(
-            f"{root} does not exist: pass a run folder (--run-dir of lsp-mlx train) or an export folder"
+            f"{root} does not exist: pass a run folder (--run-dir of lsp-mlx train), a checkpoint folder or an export folder"
         )
     if not root.is_dir():
-        raise UserError(f"{root} is a file: pass a run folder or an export folder")
-    if (root / "config.yaml").is_file() and (
-        (root / "adapters").is_dir() or (root / "checkpoints").is_dir()
-    ):
-        try:
-            run_config = yaml.safe_load((root / "config.yaml").read_text()) or {}
-        except yaml.YAMLError:
+        raise UserError(
+            f"{root} is a file: pass a run folder, a checkpoint folder or an export folder"
+        )
+    enclosing = _enclosing_run(root)
+    if enclosing is not None:
+        root, in_run = enclosing
+        if checkpoint is not None and in_run is not None and checkpoint != in_run:
             raise UserError(
-                f"{root / 'config.yaml'} is not valid YAML: restore it from the run's run_start event"
-            ) from None
+                f"--checkpoint {checkpoint} disagrees with the checkpoint folder iter-{in_run:06d}: pass one of them"
+            )
+        checkpoint = checkpoint if in_run is None else in_run
+    if checkpoint is not None and checkpoint < 0:
+        raise UserError(f"--checkpoint must be >= 0, got {checkpoint}")
+    if _is_run(root):
+        run_config = read_yaml(
+            root / "config.yaml",
+            "the run's config",
+            fix="restore it from the run_start event in events.jsonl",
+        )
+        if not isinstance(run_config, dict):
+            run_config = {}
         adapter_dir, iteration = _run_adapter(root, checkpoint)
-        config = _read_json(adapter_dir / ADAPTER_CONFIG)
+        _check_weights(adapter_dir, "run")
+        config = _read_adapter_config(adapter_dir / ADAPTER_CONFIG)
         model = run_config.get("model") or {}
         return AdapterSource(
             kind="run",
@@ -174,7 +213,8 @@ def resolve_source(path: str | Path, checkpoint: int | None = None) -> AdapterSo
             raise UserError(
                 f"{root} is an adapter folder, not a run: --checkpoint only applies to run folders"
             )
-        config = _read_json(root / ADAPTER_CONFIG)
+        _check_weights(root, "adapter")
+        config = _read_adapter_config(root / ADAPTER_CONFIG)
         return AdapterSource(
             kind="adapter",
             root=root,
@@ -201,7 +241,7 @@ def locate_base_model(source: AdapterSource, override: str | None = None) -> Pat
         resolved = resolve_model(override)
         return str(resolved.path) if resolved.source == "hub" else resolved.path
     if source.model_path and Path(source.model_path).expanduser().is_dir():
-        return Path(source.model_path).expanduser()
+        return resolve_model(source.model_path).path  # checks the folder's files
     dequantize = (source.run_config.get("model") or {}).get("dequantize")
     if source.base_model == DEFAULT_BASE_MODEL or source.model_path == "default":
         return resolve_model("default", dequantize=dequantize).path

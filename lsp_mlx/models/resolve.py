@@ -12,6 +12,7 @@ from pathlib import Path
 from lsp_mlx.errors import UserError
 from lsp_mlx.models.embedded import DEFAULT_BASE_MODEL, converted_model_dir, embedded_gguf_path
 from lsp_mlx.models.gguf import SOURCE_FILE, is_gguf_file
+from lsp_mlx.readers import check_safetensors, read_json
 
 # "org/name" as the Hub spells repo ids: one slash, no leading dot, tilde or slash.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -71,6 +72,14 @@ def _check_folder(path: Path) -> None:
             f"{path} is not an mlx-lm/HF model folder: it has {' and '.join(missing)}; "
             "pass a model folder, a .gguf file or a Hub id"
         )
+    fix = "restore or re-download the model folder"
+    config = read_json(path / "config.json", "the model config", fix=fix)
+    if not isinstance(config, dict):
+        raise UserError(
+            f"the model config {str(path / 'config.json')!r} is not a JSON object: {fix}"
+        )
+    for weights in sorted(path.glob("*.safetensors")):
+        check_safetensors(weights, "the model weights", fix=fix)
 
 
 def resolve_model(spec: str, dequantize: bool | None = None) -> ResolvedModel:
