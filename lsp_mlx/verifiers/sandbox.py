@@ -330,10 +330,31 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
         pass
 
 
+_problem: list[str | None] = []  # the probe's answer, once per process
+_problem_lock = threading.Lock()
+
+
+def isolation_problem() -> str | None:
+    """Why ``isolation="os"`` cannot be had here (the one-line error with its fix), or None when
+    it works: one trivial sandboxed run, once per process."""
+    with _problem_lock:
+        if not _problem:
+            try:
+                run_python("pass", SandboxLimits(timeout_s=10))
+                _problem.append(None)
+            except SandboxUnavailable as e:
+                _problem.append(str(e))
+        return _problem[0]
+
+
 def check_isolation(isolation: str) -> None:
-    """Refuse early (before any training) when ``isolation`` cannot be had on this machine:
-    one trivial sandboxed run, so the first code task does not find out."""
-    run_python("pass", SandboxLimits(isolation=isolation, timeout_s=10))
+    """Refuse early (before any training) when ``isolation`` cannot be had on this machine,
+    so that the first code task does not find out."""
+    if isolation not in ISOLATIONS:
+        raise UserError(f"sqlm.sandbox_isolation must be one of {', '.join(ISOLATIONS)}")
+    problem = isolation_problem() if isolation == "os" else None
+    if problem is not None:
+        raise SandboxUnavailable(problem)
 
 
 def run_many(

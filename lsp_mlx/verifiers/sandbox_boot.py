@@ -560,12 +560,16 @@ def main() -> None:
     else:
         _python_mode_workdir(cfg)
         network = "none"
-        if cfg["isolate_network"] and sys.platform.startswith("linux"):
-            try:  # an empty network namespace, where the kernel lets this user make one
-                _Libc().unshare(CLONE_NEWNET)
-                network = "namespace"
-            except OSError:
-                pass
+        if sys.platform.startswith("linux"):
+            libc = _Libc()
+            # keeps a program of the same (non-root) user out of /proc/<supervisor>/fd
+            libc.prctl(PR_SET_DUMPABLE, 0)
+            if cfg["isolate_network"]:
+                try:  # an empty network namespace, where the kernel lets this user make one
+                    libc.unshare(CLONE_NEWNET)
+                    network = "namespace"
+                except OSError:
+                    pass
         _supervise(cfg, namespace_init=False, network=network)
 
 
