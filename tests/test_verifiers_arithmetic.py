@@ -113,3 +113,33 @@ def test_evaluate_is_restricted_to_arithmetic():
     ):
         assert evaluate(bad) is None
     assert find_expression("no maths") is None
+
+
+def test_exact_reward_is_the_verifiers_verdict_per_answer():
+    from lsp_mlx.rewards.arithmetic import exact
+
+    queries = ["What is 23 + 45?", "What is 90 - 47?"]
+    answers = [
+        ["23 + 45 = 68.", "The answer is 67.", "68", "I don't know."],
+        ["43", "The difference is 43, not 44."],
+    ]
+    assert exact(queries, answers) == [[1.0, 0.0, 1.0, 0.0], [1.0, 1.0]]
+
+
+def test_exact_reward_gives_zero_to_every_answer_of_a_question_it_cannot_compute():
+    from lsp_mlx.rewards.arithmetic import exact
+
+    queries = ["What is {number} + {number}?", "What is 7 + 3, then double it?", "Who are you?"]
+    answers = [["2", "4"], ["10", "20"], ["7", "I am a model."]]
+    assert exact(queries, answers) == [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+
+
+def test_exact_reward_loads_as_a_reward_function_of_the_demo_preset():
+    from pathlib import Path
+
+    from lsp_mlx import config as cfg
+    from lsp_mlx.rewards.python_fn import load_function
+
+    config = cfg.load(Path(__file__).parents[1] / "configs" / "demo.yaml")
+    fn = load_function(config.reward.function)
+    assert fn(["What is 6 + 8?"], [["14", "15"]]) == [[1.0, 0.0]]
