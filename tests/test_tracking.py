@@ -148,10 +148,10 @@ def tracked(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[
     first = _train(tiny_model, run_dir, trackio_dir, iterations=2)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "warning" not in first.stderr.lower(), first.stderr[-3000:]
-    wandb_id = stored_id(run_dir, "wandb")
+    wandb_id = stored_id(run_dir, "wandb", run_dir.name)
     resumed = _train(tiny_model, run_dir, trackio_dir, "--resume", iterations=3)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert stored_id(run_dir, "wandb") == wandb_id
+    assert stored_id(run_dir, "wandb", run_dir.name) == wandb_id
     return {"run_dir": run_dir, "trackio_dir": trackio_dir, "root": root}
 
 
@@ -220,7 +220,7 @@ def test_wandb_offline_run_holds_every_metric_and_the_games(tracked: dict[str, P
     run_dir = tracked["run_dir"]
     run = wandb_run(run_dir)
     # the resumed run continued the same wandb run: two offline folders, one id
-    assert len(run["ids"]) == 2 and set(run["ids"]) == {stored_id(run_dir, "wandb")}
+    assert len(run["ids"]) == 2 and set(run["ids"]) == {stored_id(run_dir, "wandb", run_dir.name)}
     assert run["names"] == {run_dir.name} and run["projects"] == {"lsp-mlx"}
     assert run["config"]["train"]["report_to"] == TRACKERS
     for it, values in expected(run_dir).items():
@@ -284,3 +284,20 @@ def test_report_replays_the_same_values(tracked: dict[str, Path]) -> None:
         return [{k: v for k, v in r.items() if k != "timestamp"} for r in runs[name]["logs"]]
 
     assert rows("replayed") == rows(live.name)
+
+
+def test_report_into_a_tracked_folder_replaces_the_tensorboard_log(
+    tracked: dict[str, Path],
+) -> None:
+    """A replay's event file starts a new TensorBoard session: no step is shown twice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    live = tracked["run_dir"]
+    before, _ = tensorboard_log(live / "tensorboard")
+    proc = run_cli("report", str(live), "--to", "tensorboard")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert len(list((live / "tensorboard").iterdir())) == 3  # run, resume, replay
+    acc = EventAccumulator(str(live / "tensorboard"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("reward")] == [1, 2, 3]
+    assert tensorboard_log(live / "tensorboard")[0] == before

@@ -6,10 +6,10 @@ Text tab), the games are a text summary holding a table (the Text tab shows a 2-
 tensor as a table, the first row the header). Records are written with TensorBoard's
 ``RecordWriter`` on the caller's thread and flushed each iteration: a full disk raises
 here, where the sink turns it into one warning (TensorBoard's ``EventFileWriter`` writes on
-a thread of its own, whose failure would print a traceback). A resumed run writes a new
-event file into the same folder, led by a ``SessionLog.START`` at its first iteration:
-TensorBoard then drops what the earlier file logged from that step on (the iterations the
-resume replays).
+a thread of its own, whose failure would print a traceback). Each session (a run, its
+resumption, a replay by ``lsp-mlx report``) writes a new event file into the same folder, led
+by a ``SessionLog.START`` at its first iteration: TensorBoard then drops what earlier files
+logged from that step on (the iterations a resume replays, a live log a replay replaces).
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ class TensorBoardTracker:
         name = f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}"
         self._writer = RecordWriter(open(self.logdir / f"{name}.lsp-mlx", "ab"))
         self._add(Event(file_version="brain.Event:2"), 0)
-        if resumed:
-            self._add(Event(session_log=SessionLog(status=SessionLog.START)), start_iteration)
+        # TensorBoard drops what earlier files of the folder hold from this step on
+        self._add(Event(session_log=SessionLog(status=SessionLog.START)), start_iteration)
         if config:
             self._add(Event(summary=hparams_pb(flat_config(config), trial_id=self.run_name)), 0)
             text = json.dumps(config, indent=2, sort_keys=True, default=str)

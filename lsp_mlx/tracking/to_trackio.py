@@ -2,8 +2,11 @@
 
 ``TRACKIO_DIR`` defaults to ``~/.cache/huggingface/trackio``; ``trackio show --project P``
 opens the dashboard, and trackio's own settings (``TRACKIO_SPACE_ID``, ...) send it to a
-Hugging Face Space instead. The run is resumed by name (``resume="allow"``). trackio prints
-its banner on stdout; it goes to stderr with the rest of the trainer's progress.
+Hugging Face Space instead. trackio tells runs apart by id, not by name, and resumes by name:
+a new lsp-mlx run starts a new trackio run (``resume="never"``) even when another run of the
+project has its name, and a resumed one continues the latest run of its name
+(``resume="allow"``). trackio prints its banner on stdout; it goes to stderr with the rest of
+the trainer's progress.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ class TrackioTracker:
                 project=self.project,
                 name=self.run_name,
                 config=config,
-                resume="allow",
+                resume="allow" if resumed else "never",
                 embed=False,
                 auto_log_cpu=False,
                 auto_log_gpu=False,

@@ -1,8 +1,9 @@
 """Weights & Biases: one wandb run per lsp-mlx run, its files under ``RUN_DIR/wandb``.
 
-The wandb run id is kept in ``RUN_DIR/trackers.json``, so a resumed run (and a replay by
-``lsp-mlx report``) continues the same wandb run (``resume="allow"``); wandb skips steps it
-already holds, which are the iterations a resume replays with the same values. wandb's own
+The wandb run id is kept in ``RUN_DIR/trackers.json`` under the run's name, so a resumed
+run (and a replay by ``lsp-mlx report`` under the same name) continues the same wandb run
+(``resume="allow"``); wandb skips steps it already holds, which are the iterations a resume
+replays with the same values. A replay under another ``--name`` is a new wandb run. wandb's own
 settings apply: ``WANDB_MODE=offline`` writes the run to disk only (``wandb sync`` uploads it
 later), ``WANDB_ENTITY``, ``WANDB_API_KEY``. ``console="off"``: wandb does not capture the
 terminal, whose output the trainer already writes to ``events.jsonl``.
@@ -22,25 +23,26 @@ from lsp_mlx.tracking.names import GAME_COLUMNS
 IDS_FILE = "trackers.json"
 
 
-def stored_id(run_dir: Path, tracker: str) -> str | None:
-    """The tracker run id kept in ``RUN_DIR/trackers.json``, if any."""
-    path = Path(run_dir) / IDS_FILE
+def _ids(run_dir: Path) -> dict[str, Any]:
     try:
-        value = json.loads(path.read_text(encoding="utf-8")).get(tracker, {}).get("id")
-    except (OSError, ValueError, AttributeError):
-        return None  # no file yet, or one we cannot use: a new tracker run starts
+        ids = json.loads((Path(run_dir) / IDS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}  # no file yet, or one we cannot use: new tracker runs start
+    return ids if isinstance(ids, dict) else {}
+
+
+def stored_id(run_dir: Path, tracker: str, run_name: str) -> str | None:
+    """The id of the tracker run named ``run_name``, kept in ``RUN_DIR/trackers.json``."""
+    value = _ids(run_dir).get(tracker, {})
+    value = value.get(run_name) if isinstance(value, dict) else None
     return value if isinstance(value, str) else None
 
 
-def store_id(run_dir: Path, tracker: str, run_id: str) -> None:
-    path = Path(run_dir) / IDS_FILE
-    try:
-        ids = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        ids = {}
-    ids = ids if isinstance(ids, dict) else {}
-    ids[tracker] = {"id": run_id}
-    write_text(path, json.dumps(ids, indent=2) + "\n")
+def store_id(run_dir: Path, tracker: str, run_name: str, run_id: str) -> None:
+    ids = _ids(run_dir)
+    runs = ids.get(tracker) if isinstance(ids.get(tracker), dict) else {}
+    ids[tracker] = {**runs, run_name: run_id}
+    write_text(Path(run_dir) / IDS_FILE, json.dumps(ids, indent=2) + "\n")
 
 
 def new_id() -> str:
@@ -65,8 +67,8 @@ class WandbTracker:
     def start(self, config: dict[str, Any], resumed: bool, start_iteration: int) -> None:
         import wandb
 
-        run_id = stored_id(self.run_dir, self.name) or new_id()
-        store_id(self.run_dir, self.name, run_id)
+        run_id = stored_id(self.run_dir, self.name, self.run_name) or new_id()
+        store_id(self.run_dir, self.name, self.run_name, run_id)
         self._run = wandb.init(
             project=self.project,
             name=self.run_name,
