@@ -1,14 +1,28 @@
 # The two commands of the README:
-#   make demo   set up, then train LSP on the embedded SmolLM2-135M for a few minutes
+#   make demo   set up, then play LSP-Zero on arithmetic with the embedded SmolLM2-135M for a few
+#               minutes: in the dashboard when run in a terminal, headless otherwise (CI, pipes,
+#               or HEADLESS=1); it ends with the commands to watch, chat with and export the run
 #   make test   set up (with test tools and the PyTorch backend), then run the test suite
 VENV ?= .venv
 BIN := $(VENV)/bin
-RUN_DIR ?= runs/demo-$(shell date +%Y%m%d-%H%M%S)
+DEMO_STAMP := $(shell date +%Y%m%d-%H%M%S)
+RUN_DIR ?= runs/demo-$(DEMO_STAMP)
+HEADLESS ?=
 
 .PHONY: demo test setup setup-test lint bench clean
 
+# train prints the next commands itself; after the dashboard they are printed here.
 demo: $(VENV)/.setup
-	$(BIN)/lsp-mlx train --config configs/demo.yaml --run-dir $(RUN_DIR)
+	@if [ -z "$(HEADLESS)" ] && [ -t 0 ] && [ -t 1 ]; then \
+	  $(BIN)/lsp-mlx tui --config configs/demo.yaml --run-dir $(RUN_DIR) && \
+	  printf 'next:\n  %s\n  %s\n  %s\n' \
+	    "$(BIN)/lsp-mlx tui --attach $(RUN_DIR)" \
+	    "$(BIN)/lsp-mlx chat --adapter $(RUN_DIR) --compare" \
+	    "$(BIN)/lsp-mlx export --adapter $(RUN_DIR) --out exports/demo"; \
+	else \
+	  echo "$(BIN)/lsp-mlx train --config configs/demo.yaml --run-dir $(RUN_DIR)"; \
+	  $(BIN)/lsp-mlx train --config configs/demo.yaml --run-dir $(RUN_DIR); \
+	fi
 
 test: $(VENV)/.setup-test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
