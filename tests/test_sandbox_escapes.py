@@ -130,6 +130,28 @@ def test_root_only_files_and_the_hosts_file_system_are_not_there(tmp_path: Path)
         shutil.rmtree(other)
 
 
+def test_a_running_sandbox_cannot_see_another_ones_work_folder():
+    holder = (
+        "import os, time\n"
+        f"open('secret.txt', 'w').write({SECRET!r})\n"
+        "print(os.getcwd(), flush=True)\n"
+        "time.sleep(2)\n"
+    )
+    thief = (
+        "import glob, os, time\n"
+        "time.sleep(0.7)\n"
+        "for path in glob.glob('/tmp/*/secret.txt') + glob.glob('/proc/*/cwd/secret.txt'):\n"
+        "    print('ESCAPED', open(path).read())\n"
+        "print(sorted(os.listdir('/tmp')), sorted(p for p in os.listdir('/proc') if p.isdigit()))\n"
+    )
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        held, stolen = pool.map(lambda c: run_bare(c, timeout_s=5.0), (holder, thief))
+    assert held.strip().startswith("/tmp/lsp-sandbox-")
+    assert "ESCAPED" not in stolen and SECRET not in stolen
+    assert os.path.basename(held.strip()) not in stolen
+    assert "['1', '2']" in stolen  # its own supervisor and itself: nothing else
+
+
 def test_the_program_is_an_unprivileged_user_without_capabilities():
     out = run_bare(
         "import os\n"

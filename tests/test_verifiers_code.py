@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lsp_mlx.verifiers.code import (
     extract_code,
     function_name,
     parse_tests,
     run_tests,
     score_solutions,
+    solution_names,
+    split_test,
 )
 from lsp_mlx.verifiers.sandbox import SandboxLimits
 
@@ -67,3 +71,40 @@ def test_a_test_that_hangs_keeps_the_results_before_it():
     )
     report = run_tests(solution, TESTS, SandboxLimits(timeout_s=1.5, cpu_seconds=3))
     assert report.results == [True, True, False]
+
+
+def test_tests_split_into_solution_calls_and_a_rest_judged_elsewhere():
+    assert split_test("assert add(1, 2) == 3") == (["add(1, 2)"], "__chain__(0) == 3")
+    # builtins and modules stay with the judge; the expected value never reaches the solution
+    assert split_test("assert abs(area(2) - 12.5) < 0.1") == (
+        ["area(2)"],
+        "abs(__chain__(0) - 12.5) < 0.1",
+    )
+    assert split_test("assert math.isclose(f(1), 0.5) and not g([x for x in 'ab'])") == (
+        ["f(1)", "g([x for x in 'ab'])"],
+        "math.isclose(__chain__(0), 0.5) and (not __chain__(1))",
+    )
+    assert split_test("assert Stack().pop() == f(2) * 2")[0] == ["Stack().pop()", "f(2)"]
+    # a builtin the solution redefines is the solution's
+    assert split_test("assert sorted(f(1)) == [1]", {"sorted", "f"})[0] == ["sorted(f(1))"]
+    with pytest.raises(ValueError, match="comprehension"):
+        split_test("assert all(f(x) for x in range(3))")
+    with pytest.raises(ValueError):
+        split_test("x = 1")
+
+
+def test_solution_names_are_what_the_solution_binds():
+    code = (
+        "import math\nimport numpy as np\nfrom math import isclose\nLIMIT = 3\n"
+        "def add(a, b):\n    inner = 1\n    return a + b\nclass Stack:\n    pass\n"
+        "for i in range(2):\n    pass\n"
+    )
+    assert solution_names(code) == {"np", "isclose", "LIMIT", "add", "Stack", "i"}
+    assert solution_names("def broken(:") == set()
+
+
+def test_parse_tests_leaves_out_tests_the_judge_cannot_split():
+    text = (
+        "```python\nassert f(1) == 2\nassert all(f(x) for x in range(3))\nassert [f(0)] == [1]\n```"
+    )
+    assert parse_tests(text) == ["assert f(1) == 2", "assert [f(0)] == [1]"]
