@@ -55,9 +55,9 @@ def write_run(events: EventWriter, iterations: range) -> EventWriter:
     return events
 
 
-def test_tracker_names_read_none_case_and_repeats() -> None:
+def test_tracker_names_read_none_and_repeats() -> None:
     assert tracker_names(None) == [] and tracker_names(["none"]) == []
-    assert tracker_names(["TensorBoard", "wandb", "wandb"]) == ["tensorboard", "wandb"]
+    assert tracker_names(["tensorboard", "wandb", "wandb"]) == ["tensorboard", "wandb"]
     with pytest.raises(UserError, match="unknown tracker 'mlflow': choose from tensorboard"):
         tracker_names(["mlflow"])
 
@@ -88,7 +88,7 @@ def test_a_missing_tracker_is_one_line_before_anything_is_written(
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = proc.stderr.strip().splitlines()
     assert lines[-1] == (
-        "lsp-mlx: error: --report-to tensorboard wandb: not installed: "
+        "lsp-mlx: error: tensorboard and wandb are not installed: "
         "pip install 'lsp-mlx[tensorboard,wandb]'"
     ), proc.stderr[-2000:]
     assert not (run_dir / "events.jsonl").exists() and not (run_dir / "config.yaml").exists()
@@ -101,7 +101,7 @@ def test_a_missing_tracker_is_one_line_before_anything_is_written(
     )  # fmt: skip
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "lsp-mlx: error: --report-to trackio: not installed: pip install 'lsp-mlx[trackio]'"
+        "lsp-mlx: error: trackio is not installed: pip install 'lsp-mlx[trackio]'"
     )
     assert sorted(p.name for p in run_dir.iterdir()) == before
 

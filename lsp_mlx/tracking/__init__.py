@@ -19,15 +19,14 @@ from lsp_mlx.tracking.sink import Tracker, TrackerSink
 
 
 def tracker_names(names: list[str] | tuple[str, ...] | None) -> list[str]:
-    """The trackers asked for, in order, without duplicates; ``none`` (or nothing) means none."""
+    """The trackers asked for, in order, without repeats; ``none`` (or nothing) means none."""
     chosen: list[str] = []
-    for raw in names or []:
-        name = str(raw).strip().lower()
-        if name in ("", "none"):
+    for name in names or []:
+        if name == "none":
             continue
         if name not in TRACKERS:
             raise UserError(
-                f"report_to: unknown tracker {raw!r}: choose from {', '.join(TRACKERS)} (or none)"
+                f"report_to: unknown tracker {name!r}: choose from {', '.join(TRACKERS)} (or none)"
             )
         if name not in chosen:
             chosen.append(name)
@@ -46,9 +45,8 @@ def check_installed(names: list[str] | tuple[str, ...] | None) -> None:
     """
     missing = [n for n in tracker_names(names) if importlib.util.find_spec(n) is None]
     if missing:
-        raise UserError(
-            f"--report-to {' '.join(missing)}: not installed: {install_command(missing)}"
-        )
+        verb = "is" if len(missing) == 1 else "are"
+        raise UserError(f"{' and '.join(missing)} {verb} not installed: {install_command(missing)}")
 
 
 def make_tracker(name: str, run_dir: Path, project: str, run_name: str) -> Tracker:
