@@ -234,3 +234,13 @@ def test_many_hostile_programs_at_once_all_return():
 def test_bad_extra_file_name_is_rejected():
     with pytest.raises(ValueError, match="plain file name"):
         run_python("pass", files={"../escape.py": "x"})
+
+
+@both
+def test_stdin_argv_and_exit_status_reach_the_caller(isolation: str):
+    limits = SandboxLimits(isolation=isolation, audit_hook=False)
+    r = run_python("import sys\nprint(input(), sys.argv[1:])", limits, stdin="hi\n", argv=["a"])
+    assert r.stdout == "hi ['a']\n"
+    assert run_python("raise SystemExit(3)", limits).returncode == 3
+    crash = run_python("import os, signal\nos.kill(os.getpid(), signal.SIGSEGV)", limits)
+    assert crash.killed_by_signal == "SIGSEGV"

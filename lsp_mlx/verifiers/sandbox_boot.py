@@ -522,6 +522,10 @@ def _supervise(cfg: dict, namespace_init: bool, network: str) -> None:
         if channel_r is not None:
             os.close(channel_r)
         _run_program(cfg, channel_w)
+    try:  # also here, so that a kill right after the fork finds the group
+        os.setpgid(program, program)
+    except OSError:
+        pass
     if channel_w is not None:
         os.close(channel_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
