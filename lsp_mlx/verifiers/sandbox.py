@@ -168,17 +168,18 @@ def _read_only_paths() -> list[str]:
 
 def _macos_profile(workdir: str) -> str:
     """Deny by default; read the system and Python, write only the work folder; no network."""
+    python = [os.path.realpath(sys.prefix), os.path.dirname(_BOOT)] + _read_only_paths()
     read = " ".join(
-        f'(subpath "{p}")'
-        for p in ["/usr", "/System", "/Library", "/private/var/db"] + _read_only_paths()
+        f'(subpath "{p}")' for p in ["/usr", "/System", "/Library", "/private/var/db"] + python
     )
+    executables = {sys.executable, os.path.realpath(sys.executable)}
     return (
         "(version 1)(deny default)(allow process-fork)(allow signal (target same-sandbox))"
         "(allow sysctl-read)(allow mach-lookup)"
         f'(allow file-read* {read} (literal "/") (literal "/dev/null") (literal "/dev/urandom")'
         f' (subpath "{workdir}"))'
         f'(allow file-write* (subpath "{workdir}") (literal "/dev/null"))'
-        f'(allow process-exec (literal "{os.path.realpath(sys.executable)}"))'
+        "(allow process-exec " + " ".join(f'(literal "{e}")' for e in executables) + ")"
     )
 
 
