@@ -118,12 +118,13 @@ def test_evaluate_is_restricted_to_arithmetic():
 def test_exact_reward_is_the_verifiers_verdict_per_answer():
     from lsp_mlx.rewards.arithmetic import exact
 
-    queries = ["What is 23 + 45?", "What is 90 - 47?"]
+    queries = ["What is 23 + 45?", "What is 90 - 47?", "What is 2 + 3?\n2 + 4 = 6"]
     answers = [
         ["23 + 45 = 68.", "The answer is 67.", "68", "I don't know."],
         ["43", "The difference is 43, not 44."],
+        ["5", "6"],  # the question ends at its question mark
     ]
-    assert exact(queries, answers) == [[1.0, 0.0, 1.0, 0.0], [1.0, 1.0]]
+    assert exact(queries, answers) == [[1.0, 0.0, 1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]
 
 
 def test_exact_reward_gives_zero_to_every_answer_of_a_question_it_cannot_compute():

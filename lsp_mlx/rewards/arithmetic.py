@@ -2,11 +2,13 @@
 
 ``lsp_mlx.rewards.arithmetic:exact`` has the reward signature ``(queries, answers) -> rewards``.
 R(q, a) is 1.0 when the final number of answer ``a`` equals the true value of the arithmetic in
-question ``q`` and 0.0 otherwise, both computed by `lsp_mlx.verifiers.arithmetic`. A question
+question ``q`` and 0.0 otherwise, both computed by `lsp_mlx.verifiers.arithmetic`. As in the
+SQLM arithmetic task, a question ends at its first question mark (a small Challenger rambles on
+after it), so the truth is that of the question the Solver reads first. A question
 whose truth cannot be computed (no expression, or words and numbers outside it) gets 0.0 for
-every answer: its group has zero variance, so it teaches the Solver nothing, and its value
-V(q) = 0 gives an LSP-Zero Challenger (reward -V) the top reward for it. The preset's template
-and the game's ``challenger/invalid`` metric keep that case rare and visible
+every answer. Its group then has zero variance and teaches the Solver nothing; its value
+V(q) = 0 is also the top of LSP-Zero's Challenger reward -V(q), so over a long run the
+Challenger can drift towards such questions: watch the share of computable questions
 (docs/algorithms.md §1, §4).
 """
 
@@ -19,7 +21,7 @@ def exact(queries: list[str], answers: list[list[str]]) -> list[list[float]]:
     """1.0 for an answer whose final number is the question's true value, else 0.0."""
     rewards = []
     for query, group in zip(queries, answers):
-        truth = solve_problem(query)
+        truth = solve_problem(query[: query.index("?") + 1] if "?" in query else query)
         if truth is None:
             rewards.append([0.0] * len(group))
         else:
