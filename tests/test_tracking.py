@@ -112,7 +112,7 @@ def trackio_logs(trackio_dir: Path, project: str) -> dict[str, Any]:
         [sys.executable, "-c", code, project],
         capture_output=True,
         text=True,
-        env={**_env(trackio_dir)},
+        env=_env(trackio_dir),
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -121,12 +121,17 @@ def trackio_logs(trackio_dir: Path, project: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------- the run
 def _env(trackio_dir: Path) -> dict[str, str]:
+    """Offline wandb and a private trackio folder; wandb's caches stay out of $HOME too."""
     import os
 
+    wandb_home = trackio_dir.parent / "wandb-home"
     return {
         **os.environ,
         "WANDB_MODE": "offline",
         "WANDB_SILENT": "true",
+        "WANDB_DATA_DIR": str(wandb_home / "data"),
+        "WANDB_CACHE_DIR": str(wandb_home / "cache"),
+        "WANDB_CONFIG_DIR": str(wandb_home / "config"),
         "TRACKIO_DIR": str(trackio_dir),
     }
 
