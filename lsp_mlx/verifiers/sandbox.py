@@ -294,7 +294,10 @@ def run_python(
             stderr, trunc_err = _read_capped(err, limits.max_output_bytes)
             report_file.seek(0)
             lines = report_file.read(4_000_000).decode("utf-8", errors="replace").splitlines()
-        report = json.loads(lines[-1]) if lines else {}
+        try:  # a supervisor killed by the backstop may leave no report, or half of one
+            report = json.loads(lines[-1]) if lines else {}
+        except ValueError:
+            report = {}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if "unavailable" in report:
