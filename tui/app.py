@@ -32,6 +32,8 @@ from .start import StartScreen, find_presets, find_runs, preset_dirs
 from .state import RunState
 from .widgets import (
     PLOTS,
+    SHOWN_PLOTS,
+    SHOWN_TILES,
     TILES,
     GamePreview,
     GamesTable,
@@ -196,9 +198,13 @@ class DashboardApp(App[int]):
         self.redraws += 1
         state = self.state
         self.query_one(RunPanel).update_from(state, now)
-        for row in self.query(MetricRow):
+        rows = list(self.query(MetricRow))
+        _show_first(rows, [[r.key] for r in rows], state, SHOWN_TILES)
+        for row in rows:
             row.update_from(state)
-        for plot in self.query(MetricPlot):
+        plots = list(self.query(MetricPlot))
+        _show_first(plots, [[key for _, key in p.series] for p in plots], state, SHOWN_PLOTS)
+        for plot in plots:
             plot.update_from(state)
         for table in self.query(GamesTable):
             table.update_from(state)
@@ -420,3 +426,12 @@ class DashboardApp(App[int]):
             line.display = True
         else:
             line.display = False
+
+
+def _show_first(widgets: list[Widget], keys: list[list[str]], state: RunState, limit: int) -> None:
+    """Show the first ``limit`` widgets whose metrics the run emits (all, before any metrics)."""
+    shown = 0
+    for widget, wanted in zip(widgets, keys):
+        has_data = not state.latest or any(key in state.latest for key in wanted)
+        widget.display = has_data and shown < limit
+        shown += widget.display

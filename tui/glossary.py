@@ -58,9 +58,11 @@ METRICS: dict[str, Metric] = {
         Metric(
             "kl",
             "KL",
-            "mean log pi(c|p) - log pi_ref(c|p) over the trained sequences: how far the adapter "
-            "has moved from the base model. The k1 estimate of one sampled sequence can be "
-            "negative (only its expectation is >= 0), so small negative means are normal",
+            "mean KL estimate between the policy and the reference (the base model, adapter "
+            "off) over the trained sequences: how far training has moved the model. With "
+            "train.kl_estimator k1 (log pi - log pi_ref of the sampled sequence) one estimate "
+            "can be negative, as only its expectation is >= 0, so a small negative mean is "
+            "normal; k3 is never negative",
             "small (near 0)",
             "nats per sequence",
         ),

@@ -38,7 +38,9 @@ from .state import LogLine, RunState
 LEVEL_LABELS = {"warning": "WARN", "error": "ERROR", "info": "INFO", "tui": "TUI", "debug": "DEBUG"}
 STATUSES = ("waiting", "running", "paused", "stopping", "finished", "stopped", "error", "lost")
 
-# Metric keys of the compact sparkline rows of the dashboard (labels from the glossary).
+# Metric keys of the sparkline rows of the dashboard (labels from the glossary): the first
+# `SHOWN_TILES` that the run emits are shown (LSP-Zero and SQLM have no self-reward).
+SHOWN_TILES = 7
 TILES: list[str] = [
     "reward/solver_mean",
     "reward/challenger_mean",
@@ -47,9 +49,11 @@ TILES: list[str] = [
     "kl",
     "zero_variance_groups",
     "tokens_per_sec",
+    "answer_tokens_mean",
 ]
 
-# (plot id, title, [(legend, metric key)]) for the plots view.
+# (plot id, title, [(legend, metric key)]) for the plots view: the first `SHOWN_PLOTS` with data.
+SHOWN_PLOTS = 6
 PLOTS: list[tuple[str, str, list[tuple[str, str]]]] = [
     (
         "plot-reward",
@@ -65,6 +69,7 @@ PLOTS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("plot-kl", "KL (nats/seq)", [("KL", "kl")]),
     ("plot-zero-var", "Zero-var share", [("share", "zero_variance_groups")]),
     ("plot-tokens", "Tokens / s", [("tokens/s", "tokens_per_sec")]),
+    ("plot-answer-tokens", "Answer length (tokens)", [("tokens", "answer_tokens_mean")]),
 ]
 PLOT_COLORS = ["cyan", "orange", "green"]
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -107,7 +112,7 @@ class SparkLine(Widget):
     It draws from its own width on every render, so a resize never leaves stale bars.
     """
 
-    RANGE_WIDTH = 12
+    RANGE_WIDTH = 14
 
     def __init__(self, bounds: tuple[float, float] | None, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -278,14 +283,16 @@ class RunPanel(Static):
         backend = " · ".join(
             _tidy(str(info[k])) for k in ("backend", "device", "blas") if info.get(k)
         )
-        name = model.rstrip("/").rsplit("/", 1)[-1]  # the folder name; the full path is in the log
+        # The base model's short name when known (a converted copy's folder name adds nothing
+        # but length), else the folder name; the full path is in the log.
+        name = str(base or model).rstrip("/").rsplit("/", 1)[-1]
         progress = f"{state.iteration if state.iteration is not None else 0} / {state.total or '?'}"
         eta = "paused" if state.status == "paused" else duration(state.eta())
         memory = state.peak_memory_gb()
         rows = [
             (
                 "Model",
-                name + (f" ({base})" if base and str(base) not in model else ""),
+                name,
             ),
             ("Backend", backend or "—"),
             (
@@ -321,7 +328,7 @@ class GamesTable(DataTable):
         ("ch", "Q adv", 6),
     ]
     COMPACT = ("it", "query", "best", "worst", "rewards")
-    WIDE = 110  # from this width on the full table shows the advantage columns
+    WIDE = 150  # from this width on the full table shows the advantages (always in the preview)
     MIN_TEXT = 36  # below this much room for the texts the table scrolls sideways
 
     def __init__(self, follow: bool = True, compact: bool = False, **kwargs: object) -> None:
