@@ -134,7 +134,7 @@ PATTERNS: dict[str, tuple[Any, str]] = {
     ),
     "answers_truncated": (
         lambda m: m.get("answers/truncated_share", 0.0) >= 0.8,
-        "{answers/truncated_share:.0%} of answers hit game.solver_max_tokens; raise it or check for rambling",
+        "{answers/truncated_share:.0%} of answers hit game.answer_max_tokens; raise it or check for rambling",
     ),
 }
 

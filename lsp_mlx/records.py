@@ -11,6 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# field names of events written by earlier versions -> today's names
+OLD_NAMES = {"challenger_reward": "query_reward", "challenger_advantage": "query_advantage"}
+
 
 @dataclass
 class Answer:
@@ -20,13 +23,16 @@ class Answer:
     tokens: int  # completion length in tokens
     reward: float  # the total reward that entered the advantage (R, or R + R_Q for LSP)
     advantage: float
-    reward_parts: dict[str, float] = field(default_factory=dict)  # e.g. {"reward": R, "self_reward": R_Q}
+    reward_parts: dict[str, float] = field(
+        default_factory=dict
+    )  # e.g. {"reward": R, "self_reward": R_Q}
     finish_reason: str = "stop"  # "stop" (EOS) or "length" (hit max tokens)
 
 
 @dataclass
 class Game:
-    """One round of a self-play game: a Challenger query and the Solver's group of answers."""
+    """One round of a self-play game: a query (LSP's Challenger, SQLM's Proposer, SPIN's data)
+    and the Solver's group of answers."""
 
     iteration: int
     index: int  # position of the query within the iteration
@@ -35,8 +41,8 @@ class Game:
     query_tokens: int
     answers: list[Answer]
     value: float  # V(q): mean total reward of the group
-    challenger_reward: float
-    challenger_advantage: float
+    query_reward: float  # the query-writer's reward (LSP: -V(q) [+ V_Q(q)]; SQLM: difficulty)
+    query_advantage: float
     valid: bool = True  # False when the query could not be parsed and was masked out of the loss
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -45,6 +51,8 @@ class Game:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Game:
+        """A record from its dict; events written before the role-neutral names still read."""
+        data = {OLD_NAMES.get(k, k): v for k, v in data.items()}
         fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         fields["answers"] = [
             Answer(**{k: v for k, v in a.items() if k in Answer.__dataclass_fields__})
@@ -65,12 +73,13 @@ class Game:
 
 @dataclass
 class PolicySample:
-    """One term of the policy-gradient loss of ALGORITHMS.md §1.
+    """One term of the policy-gradient loss of docs/algorithms.md §1.
 
     The loss a backend minimises is
     ``sum_k weight_k * -( ratio_k * advantage_k - beta * log(pi(c_k|p_k) / pi_ref(c_k|p_k)) )``
     with ``ratio = pi/sg(pi)`` and sequence log-probabilities of the completion given its prompt.
-    The Solver's samples carry ``weight = 1/(N*G)``, the Challenger's ``weight = alpha_Ch/N``.
+    The Solver's samples carry ``weight = 1/(N*G)``, the query-writer's ``weight = alpha_Ch/N``
+    (``game.query_weight``).
     """
 
     prompt: list[int]

@@ -28,8 +28,8 @@ def game(
         query_tokens=5,
         answers=answers if valid else [],
         value=sum(rewards) / max(len(rewards), 1),
-        challenger_reward=0.0,
-        challenger_advantage=0.0,
+        query_reward=0.0,
+        query_advantage=0.0,
         valid=valid,
         extra=dict(extra),
     )

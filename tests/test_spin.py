@@ -11,6 +11,7 @@ import pytest
 from conftest import REPO, run_cli
 
 from lsp_mlx import config as cfg
+from lsp_mlx.distributed import World
 from lsp_mlx.errors import UserError
 from lsp_mlx.games.spin import SPINGame, load_pairs, make_spin, spin_terms
 
@@ -64,7 +65,9 @@ def test_batches_cycle_through_every_pair_each_epoch():
 
 def test_spin_refuses_a_kl_term():
     with pytest.raises(UserError, match="train.beta: 0"):
-        make_spin(cfg.load(None, {"game.name": "spin", "train.beta": 0.05}), backend=None)  # type: ignore[arg-type]
+        make_spin(
+            cfg.load(None, {"game.name": "spin", "train.beta": 0.05}), backend=None, world=World()
+        )  # type: ignore[arg-type]
 
 
 def test_surrogate_gradient_equals_spin_loss_gradient(tiny_model: Path, tmp_path: Path):
@@ -72,7 +75,7 @@ def test_surrogate_gradient_equals_spin_loss_gradient(tiny_model: Path, tmp_path
     import mlx.nn as nn
     from mlx.utils import tree_flatten, tree_map
 
-    from lsp_mlx.backends.mlx import MLXBackend, _batch_arrays, policy_loss, token_logprobs
+    from lsp_mlx.backends.mlx import MLXBackend
 
     data = tmp_path / "pairs.jsonl"
     data.write_text(
@@ -101,21 +104,24 @@ def test_surrogate_gradient_equals_spin_loss_gradient(tiny_model: Path, tmp_path
             lambda p: p + 0.05 * mx.random.normal(p.shape), backend.model.trainable_parameters()
         )
     )
-    game = make_spin(config, backend)
+    game = make_spin(config, backend, World())
     rollout = game.play(backend, 1)
     samples = rollout.samples
     lam, b = config.spin.beta, len(samples) // 2
 
-    inputs, targets, mask = _batch_arrays([(s.prompt, s.completion) for s in samples], len(samples))
+    _, g_surrogate, _ = backend.loss_and_gradients(samples, beta=0.0)
+
+    def sequence_logprob(model: nn.Module, prompt: list[int], completion: list[int]) -> mx.array:
+        logits = model(mx.array([prompt + completion[:-1]]))[0, len(prompt) - 1 :]
+        logp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
+        return mx.take_along_axis(logp, mx.array(completion)[:, None], axis=-1).sum()
+
     with backend.adapter_disabled():
-        ref = mx.stop_gradient(token_logprobs(backend.model, inputs, targets) * mask)
-    adv = mx.array([s.advantage for s in samples])
-    w = mx.array([s.weight for s in samples])
-    surrogate = nn.value_and_grad(backend.model, policy_loss)
-    (_, _), g_surrogate = surrogate(backend.model, inputs, targets, mask, adv, w, ref, 0.0, False)
+        ref = [sequence_logprob(backend.model, s.prompt, s.completion) for s in samples]
+    ref = mx.stop_gradient(mx.stack(ref))
 
     def spin_loss(model: nn.Module) -> mx.array:
-        seq = (token_logprobs(model, inputs, targets) * mask).sum(axis=-1) - ref.sum(axis=-1)
+        seq = mx.stack([sequence_logprob(model, s.prompt, s.completion) for s in samples]) - ref
         real, fake = seq[0::2], seq[1::2]  # the game interleaves (real, generated) per pair
         z = lam * (real - fake)
         return mx.logaddexp(mx.zeros_like(z), -z).mean()

@@ -17,6 +17,7 @@ from conftest import REPO, run_cli
 
 from lsp_mlx import config as cfg
 from lsp_mlx.backends.base import Completion
+from lsp_mlx.distributed import World
 from lsp_mlx.games.sqlm import make_sqlm
 
 EOS = 0
@@ -81,17 +82,17 @@ ARITH_ANSWERS = {
 def test_exact_rewards_masking_and_grpo_advantages():
     config = sqlm_config(**{"sqlm.solver_reward": "exact", "sqlm.proposer_every": 1})
     backend = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
-    rollout = make_sqlm(config, backend).play(backend, iteration=1)
+    rollout = make_sqlm(config, backend, World()).play(backend, iteration=1)
     g0, g1, g2 = rollout.games
     assert not g1.valid and g1.extra["reason"] == "no computable arithmetic" and g1.answers == []
     assert g0.query == "What is 12 + 7?" and g0.extra["truth"] == "19"
     assert g0.rewards == [1.0, 1.0, 0.0, 0.0]
     assert [round(a.advantage, 3) for a in g0.answers] == [1.0, 1.0, -1.0, -1.0]  # (r - 0.5) / 0.5
-    assert g0.challenger_reward == 1.0 and g0.extra["solve_rate"] == 0.5  # inside the band
-    assert g2.rewards == [1.0] * 4 and g2.challenger_reward == 0.0  # trivial: outside the band
+    assert g0.query_reward == 1.0 and g0.extra["solve_rate"] == 0.5  # inside the band
+    assert g2.rewards == [1.0] * 4 and g2.query_reward == 0.0  # trivial: outside the band
     assert all(a.advantage == 0.0 for a in g2.answers)
-    assert math.isclose(g0.challenger_advantage, 1.0, rel_tol=1e-3) and math.isclose(
-        g2.challenger_advantage, -1.0, rel_tol=1e-3
+    assert math.isclose(g0.query_advantage, 1.0, rel_tol=1e-3) and math.isclose(
+        g2.query_advantage, -1.0, rel_tol=1e-3
     )
 
     solver = [s for s in rollout.samples if s.role == "solver"]
@@ -113,7 +114,7 @@ def test_proposer_is_updated_every_k_iterations_and_flat_groups_can_be_skipped()
         }
     )
     backend = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
-    game = make_sqlm(config, backend)
+    game = make_sqlm(config, backend, World())
     roles = {it: [s.role for s in game.play(backend, it).samples] for it in (4, 5)}
     assert roles[4] == ["solver"] * 4  # only the group with variance, no proposer
     assert roles[5] == ["solver"] * 4 + ["proposer"] * 2
@@ -123,7 +124,7 @@ def test_majority_reward_needs_no_labels():
     answers = {"What is 12 + 7?": ["Answer: 5", "5", "6", "nothing"], "What is 2 + 2?": ["3"] * 4}
     config = sqlm_config(**{"sqlm.solver_reward": "majority", "game.num_queries": 2})
     backend = ScriptedBackend([ARITH_PROPOSALS[0], ARITH_PROPOSALS[2]], answers)
-    g0, g1 = make_sqlm(config, backend).play(backend, 1).games
+    g0, g1 = make_sqlm(config, backend, World()).play(backend, 1).games
     assert (
         g0.rewards == [1.0, 1.0, 0.0, 0.0]
         and g0.extra["majority"] == "5"
@@ -133,7 +134,7 @@ def test_majority_reward_needs_no_labels():
         g0.extra["accuracy"] == 0.0 and g0.extra["majority_correct"] == 0.0
     )  # the honest truth is logged
     assert (
-        g1.rewards == [1.0] * 4 and g1.challenger_reward == 0.0
+        g1.rewards == [1.0] * 4 and g1.query_reward == 0.0
     )  # unanimous (and wrong): no proposer reward
 
 
@@ -141,20 +142,20 @@ def test_band_official_and_r_zero_with_duplicates():
     answers = {"What is 12 + 7?": ["19", "20", "21", "22"]}
     backend = ScriptedBackend([ARITH_PROPOSALS[0]] * 2, answers)
     official = make_sqlm(
-        sqlm_config(**{"sqlm.proposer_reward": "band-official", "game.num_queries": 2}), backend
+        sqlm_config(**{"sqlm.proposer_reward": "band-official", "game.num_queries": 2}),
+        backend,
+        World(),
     )
-    assert [g.challenger_reward for g in official.play(backend, 1).games] == [
+    assert [g.query_reward for g in official.play(backend, 1).games] == [
         0.0,
         0.0,
     ]  # only 1 agrees
     rzero = make_sqlm(
-        sqlm_config(**{"sqlm.proposer_reward": "r-zero", "game.num_queries": 2}), backend
+        sqlm_config(**{"sqlm.proposer_reward": "r-zero", "game.num_queries": 2}), backend, World()
     )
     games = rzero.play(backend, 1).games
     # p = 1/4 -> 1 - 2|1/4 - 1/2| = 0.5, minus the share of the batch in its duplicate cluster (2/2)
-    assert [g.challenger_reward for g in games] == [0.0, 0.0] and games[0].extra[
-        "cluster_share"
-    ] == 1.0
+    assert [g.query_reward for g in games] == [0.0, 0.0] and games[0].extra["cluster_share"] == 1.0
 
 
 def test_code_task_scores_in_the_sandbox():
@@ -174,10 +175,10 @@ def test_code_task_scores_in_the_sandbox():
         }
     )
     backend = ScriptedBackend([proposal], {"Write add(a, b) returning the sum.": solutions})
-    (game,) = make_sqlm(config, backend).play(backend, 1).games
+    (game,) = make_sqlm(config, backend, World()).play(backend, 1).games
     assert game.valid and game.extra["tests"] == ["assert add(1, 2) == 3", "assert add(0, 0) == 0"]
     assert game.rewards == [1.0, 0.5, 0.0, 0.0]
-    assert game.challenger_reward == 1.0  # 0 < pass rate < 1
+    assert game.query_reward == 1.0  # 0 < pass rate < 1
 
 
 def test_invalid_code_proposals_are_masked():
@@ -185,7 +186,7 @@ def test_invalid_code_proposals_are_masked():
         **{"sqlm.verifier": "code", "game.num_queries": 1, "sqlm.problem_prefix": ""}
     )
     backend = ScriptedBackend(["Write a function.</problem>"], {})
-    rollout = make_sqlm(config, backend).play(backend, 1)
+    rollout = make_sqlm(config, backend, World()).play(backend, 1)
     assert (
         not rollout.games[0].valid
         and rollout.games[0].extra["reason"] == "no tests"
@@ -213,9 +214,9 @@ def test_train_presets_run_on_the_tiny_model(preset: str, tiny_model: Path, tmp_
         "--set",
         "game.group_size=2",
         "--set",
-        "game.challenger_max_tokens=8",
+        "game.query_max_tokens=8",
         "--set",
-        "game.solver_max_tokens=8",
+        "game.answer_max_tokens=8",
         "--set",
         "sqlm.solver_reward=majority",
         "--set",
@@ -244,7 +245,7 @@ def test_reference_buffer_varies_the_proposer_prompt_and_grows():
         }
     )
     backend = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
-    game = make_sqlm(config, backend)
+    game = make_sqlm(config, backend, World())
     rollout = game.play(backend, iteration=2)
     assert len(backend.proposer_prompts) == 3  # one prompt per proposal, each with its own draw
     shown = [[s for s in seeds if s in prompt] for prompt in backend.proposer_prompts]
@@ -253,14 +254,14 @@ def test_reference_buffer_varies_the_proposer_prompt_and_grows():
     assert game.buffer == [*seeds, "What is 12 + 7?"]
     loose = cfg.load(None, {**config_overrides(config), "sqlm.buffer_band_only": False})
     other = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
-    everything = make_sqlm(loose, other)
+    everything = make_sqlm(loose, other, World())
     everything.play(other, iteration=2)
     assert everything.buffer == [*seeds, "What is 12 + 7?", "What is 2 + 2?"]
     proposer = [s for s in rollout.samples if s.role == "proposer"]
     assert {backend.decode(s.prompt) for s in proposer} <= set(backend.proposer_prompts)
     backend2 = ScriptedBackend(ARITH_PROPOSALS, ARITH_ANSWERS)
-    make_sqlm(config, backend2).play(backend2, iteration=2)
+    make_sqlm(config, backend2, World()).play(backend2, iteration=2)
     assert backend2.proposer_prompts == backend.proposer_prompts  # seeded: resume-stable draws
-    restored = make_sqlm(config, backend2)
+    restored = make_sqlm(config, backend2, World())
     restored.load_state_dict(game.state_dict())
     assert restored.buffer == game.buffer

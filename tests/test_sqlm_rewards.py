@@ -6,9 +6,9 @@ import math
 
 import pytest
 
+from lsp_mlx.games.advantages import group_advantages
 from lsp_mlx.verifiers.difficulty import (
     cluster_shares,
-    group_advantages,
     majority_vote,
     proposer_reward,
     solver_rewards_majority,
@@ -71,10 +71,10 @@ def test_cluster_shares_of_near_duplicates():
 
 
 def test_group_advantages_grpo_and_centred():
-    adv = group_advantages([1.0, 0.0, 0.0, 1.0])
+    adv = group_advantages([1.0, 0.0, 0.0, 1.0], normalize_std=True)
     assert all(math.isclose(abs(a), 1.0, rel_tol=1e-3) for a in adv) and math.isclose(
         sum(adv), 0.0, abs_tol=1e-12
     )
     assert group_advantages([1.0, 0.0, 0.0, 1.0], normalize_std=False) == [0.5, -0.5, -0.5, 0.5]
-    assert group_advantages([1.0, 1.0, 1.0]) == [0.0, 0.0, 0.0]
+    assert group_advantages([1.0, 1.0, 1.0], normalize_std=True) == [0.0, 0.0, 0.0]
     assert group_advantages([]) == []

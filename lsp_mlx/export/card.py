@@ -158,11 +158,13 @@ def hyperparameter_table(
         ),
         ("queries per iteration N", game.get("num_queries")),
         ("answers per query G", game.get("group_size")),
-        ("Challenger loss weight", game.get("alpha_challenger")),
+        # runs written before the role-neutral names hold the old keys
+        ("query loss weight alpha_Ch", game.get("query_weight", game.get("alpha_challenger"))),
         ("sampling temperature", game.get("temperature")),
         (
             "max tokens (query / answer)",
-            f"{_fmt(game.get('challenger_max_tokens'))} / {_fmt(game.get('solver_max_tokens'))}",
+            f"{_fmt(game.get('query_max_tokens', game.get('challenger_max_tokens')))} / "
+            f"{_fmt(game.get('answer_max_tokens', game.get('solver_max_tokens')))}",
         ),
         ("seed", train.get("seed")),
         ("backend", train.get("backend")),

@@ -1,13 +1,19 @@
-"""Advantages of the self-play games, as pure functions on plain lists (ALGORITHMS.md §1).
+"""Rewards to advantages for every game, as pure functions on plain lists.
 
-LSP centres rewards on the group mean and does **not** divide by the standard deviation
-(unlike GRPO): ``A_Sol(i,j) = R(q_i, a_i^j) - V(q_i)`` with ``V(q_i) = mean_j R(q_i, a_i^j)``,
-and the Challenger's advantage is its reward minus the batch mean of Challenger rewards,
-which for LSP-Zero (reward ``-V(q_i)``) is ``Vbar - V(q_i)``.
+One rule serves all games (docs/algorithms.md §1, §2): a group's advantages are its rewards
+centred on the group mean, and divided by the group's population std (+ eps) where the game
+asks for it (GRPO, SQLM's default); a group whose rewards are all equal gets exactly 0.
+
+- LSP (§1) centres without the std: ``A_Sol(i,j) = R(q_i, a_i^j) - V(q_i)`` with
+  ``V(q_i) = mean_j R(q_i, a_i^j)``; the Challenger's advantage is its reward minus the batch
+  mean, which for LSP-Zero (reward ``-V(q_i)``) is ``Vbar - V(q_i)``.
+- SQLM (§2) applies the same rule, with the std by default, to each Solver group and to the
+  batch of Proposer rewards.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 
@@ -16,6 +22,7 @@ def mean(xs: Sequence[float]) -> float:
 
 
 def std(xs: Sequence[float]) -> float:
+    """Population standard deviation (0 for fewer than two values)."""
     if len(xs) < 2:
         return 0.0
     m = mean(xs)
@@ -27,24 +34,29 @@ def group_values(rewards: Sequence[Sequence[float]]) -> list[float]:
     return [mean(group) for group in rewards]
 
 
-def solver_advantages(rewards: Sequence[Sequence[float]]) -> list[list[float]]:
-    """A_Sol(i,j) = R_ij - V(q_i): mean-centred within each group, no std division."""
-    return [[r - mean(group) for r in group] for group in rewards]
+def group_advantages(
+    rewards: Sequence[float], normalize_std: bool = False, eps: float = 1e-4
+) -> list[float]:
+    """``r - mean`` for each reward of one group, divided by ``std + eps`` with
+    ``normalize_std``; all exactly 0 for a group without variance (it carries no signal)."""
+    if not rewards:
+        return []
+    m = sum(rewards) / len(rewards)
+    centred = [r - m for r in rewards]
+    sd = math.sqrt(sum(c * c for c in centred) / len(rewards))
+    if sd < 1e-12:
+        return [0.0] * len(rewards)
+    return [c / (sd + eps) for c in centred] if normalize_std else centred
 
 
 def challenger_rewards(
     values: Sequence[float], self_values: Sequence[float] | None = None
 ) -> list[float]:
-    """LSP-Zero: -V(q_i). LSP: -V(q_i) + V_Q(q_i), with V_Q the mean self-reward of the group."""
+    """LSP's Challenger reward: LSP-Zero ``-V(q_i)``; LSP ``-V(q_i) + V_Q(q_i)``, with V_Q the
+    group's mean self-reward."""
     if self_values is None:
         return [-v for v in values]
     return [-v + vq for v, vq in zip(values, self_values)]
-
-
-def challenger_advantages(rewards: Sequence[float]) -> list[float]:
-    """A_Ch(i) = r_i - mean_k r_k; for r = -V this is Vbar - V(q_i)."""
-    m = mean(rewards)
-    return [r - m for r in rewards]
 
 
 def zero_variance(group: Sequence[float], eps: float = 1e-9) -> bool:

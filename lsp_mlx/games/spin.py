@@ -1,4 +1,4 @@
-"""SPIN: self-play fine-tuning on (prompt, response) pairs (arXiv 2401.01335; ALGORITHMS.md §3).
+"""SPIN: self-play fine-tuning on (prompt, response) pairs (arXiv 2401.01335; docs/algorithms.md §3).
 
 One iteration: take the next ``spin.pairs_per_iteration`` pairs (x, y) of the JSONL file (a
 seeded shuffle, one epoch after another); the opponent p_t writes y' for each x; the loss is
@@ -34,14 +34,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lsp_mlx.backends.base import Completion
 from lsp_mlx.errors import UserError
 from lsp_mlx.games.advantages import mean
-from lsp_mlx.games.base import Rollout
+from lsp_mlx.games.base import Rollout, Stateless, answer_records, trained_tokens
+from lsp_mlx.readers import read_text
 from lsp_mlx.records import Answer, Game, PolicySample
 
 if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend
     from lsp_mlx.config import Config
+    from lsp_mlx.distributed import World
 
 
 @dataclass(frozen=True)
@@ -54,12 +57,9 @@ def load_pairs(path: str | Path) -> list[Pair]:
     """(prompt, response) pairs from JSONL; also accepts ``instruction``/``output`` and
     ``messages`` (a user turn followed by an assistant turn)."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(
-            f'spin.data file {str(path)!r} not found: pass a JSONL file of {{"prompt", "response"}} lines'
-        )
+    fix = 'pass a JSONL file of {"prompt", "response"} lines as spin.data'
     pairs = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(read_text(path, "the spin.data file", fix=fix).splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -94,7 +94,9 @@ def spin_terms(z: float, lam: float) -> tuple[float, float]:
     return -z + math.log1p(e), lam / (1.0 + e)
 
 
-class SPINGame:
+class SPINGame(Stateless):
+    """Stateless: the pairs of an iteration derive from ``(train.seed, epoch)`` (`batch`)."""
+
     name = "spin"
 
     def __init__(self, config: Config, pairs: list[Pair]) -> None:
@@ -118,9 +120,9 @@ class SPINGame:
         t0 = time.perf_counter()
         batch = self.batch(iteration)
         prompts = [backend.chat_prompt([{"role": "user", "content": p.prompt}]) for p in batch]
-        eos = getattr(backend, "eos_token_id", None)
-        tail = [eos] if eos is not None else []
-        real = [backend.encode(p.response) + tail for p in batch]
+        eos = backend.eos_token_id
+        # the data's response ends like a reply the model stopped writing
+        real = [backend.encode(p.response) + [eos] for p in batch]
         # the opponent p_t (adapter off) writes y'
         gen = backend.generate(
             prompts,
@@ -130,7 +132,7 @@ class SPINGame:
             top_p=g.top_p,
             adapter=False,
         )
-        fake = [grp[0].tokens + (tail if grp[0].finish_reason == "stop" else []) for grp in gen]
+        fake = [trained_tokens(grp[0], eos) for grp in gen]
         t1 = time.perf_counter()
 
         seqs = list(zip(prompts, real)) + list(zip(prompts, fake))
@@ -159,27 +161,10 @@ class SPINGame:
                     game=self.name,
                     query=pair.prompt,
                     query_tokens=len(prompts[i]),
-                    answers=[
-                        Answer(
-                            text=pair.response,
-                            tokens=len(real[i]),
-                            reward=1.0,
-                            advantage=adv,
-                            reward_parts={"log_ratio": m_real},
-                            finish_reason="stop",
-                        ),
-                        Answer(
-                            text=gen[i][0].text,
-                            tokens=len(gen[i][0].tokens),
-                            reward=0.0,
-                            advantage=-adv,
-                            reward_parts={"log_ratio": m_fake},
-                            finish_reason=gen[i][0].finish_reason,
-                        ),
-                    ],
+                    answers=self._answers(pair, real[i], gen[i][0], adv, m_real, m_fake),
                     value=0.5,
-                    challenger_reward=0.0,
-                    challenger_advantage=0.0,
+                    query_reward=0.0,
+                    query_advantage=0.0,
                     extra={"spin_loss": loss, "z": z},
                 )
             )
@@ -202,8 +187,18 @@ class SPINGame:
             generated_tokens=sum(len(grp[0].tokens) for grp in gen),
         )
 
+    @staticmethod
+    def _answers(
+        pair: Pair, real: list[int], fake: Completion, adv: float, m_real: float, m_fake: float
+    ) -> list[Answer]:
+        """The data's response y (reward 1) and the opponent's y' (reward 0)."""
+        y = Completion(real, pair.response, [], "stop")
+        return answer_records(
+            [y, fake], [1.0, 0.0], [adv, -adv], [{"log_ratio": m_real}, {"log_ratio": m_fake}]
+        )
 
-def make_spin(config: Config, backend: Backend) -> SPINGame:
+
+def make_spin(config: Config, backend: Backend, world: World) -> SPINGame:
     if config.train.beta != 0:
         raise UserError(
             f"game spin needs train.beta: 0 (got {config.train.beta}): SPIN's loss already holds the model "

@@ -1,4 +1,4 @@
-"""Self-Questioning Language Models (arXiv 2508.03682; ALGORITHMS.md §2).
+"""Self-Questioning Language Models (arXiv 2508.03682; docs/algorithms.md §2).
 
 One iteration, top to bottom:
 1. The Proposer (the policy, prompted with the topic ``game.task``) writes N problems.
@@ -19,9 +19,13 @@ One iteration, top to bottom:
    problems. A group with equal rewards has advantage 0. ``sqlm.solver_temperature`` below 1
    samples the Solver off the temperature-1 policy the loss assumes (a common GRPO practice
    that trades a small bias for far more groups with signal on a small model).
-5. Loss terms: Solver samples weigh 1/(N_valid*n), Proposer samples alpha_Ch/N_valid, and the
+5. Loss terms: Solver samples weigh 1/(N_valid*n), Proposer samples alpha_Ch/N_valid
+   (``game.query_weight``), and the
    Proposer's are included only every ``sqlm.proposer_every`` iterations (paper: 5). The KL
    to the reference is the backend's (``train.beta``; paper: 0.001).
+
+State: the reference buffer (``sqlm.references``) is the game's `state_dict`, kept in every
+checkpoint; each proposal's draw from it is seeded by ``(train.seed, iteration)``.
 
 Each `Game` records ``extra["solve_rate"]`` (read by `lsp_mlx.diagnostics`) and, where the
 problem's arithmetic is computable, the true accuracy, so the log shows whether the
@@ -32,12 +36,20 @@ from __future__ import annotations
 
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from lsp_mlx.games.advantages import mean, std
-from lsp_mlx.games.base import Rollout
-from lsp_mlx.records import Answer, Game, PolicySample
-from lsp_mlx.verifiers.difficulty import cluster_shares, group_advantages, proposer_reward
+from lsp_mlx.games.advantages import group_advantages, mean, zero_variance
+from lsp_mlx.games.base import (
+    Rollout,
+    answer_records,
+    answer_samples,
+    invalid_game,
+    loss_weights,
+    shared_metrics,
+    trained_tokens,
+)
+from lsp_mlx.records import Game, PolicySample
+from lsp_mlx.verifiers.difficulty import cluster_shares, proposer_reward
 from lsp_mlx.verifiers.sandbox import SandboxLimits
 from lsp_mlx.verifiers.tasks import (
     PROBLEM_START,
@@ -49,11 +61,12 @@ from lsp_mlx.verifiers.tasks import (
     with_references,
 )
 
-BUFFER_SIZE = 512
-
 if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend, Completion
     from lsp_mlx.config import Config
+    from lsp_mlx.distributed import World
+
+BUFFER_SIZE = 512
 
 
 class SQLMGame:
@@ -67,9 +80,12 @@ class SQLMGame:
             dict.fromkeys(p.strip() for p in config.sqlm.seed_problems if p.strip())
         )
 
-    def _trained_tokens(self, backend: Backend, c: Completion) -> list[int]:
-        eos = getattr(backend, "eos_token_id", None)
-        return c.tokens + [eos] if c.finish_reason == "stop" and eos is not None else list(c.tokens)
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep for an exact resume: the reference buffer."""
+        return {"buffer": list(self.buffer)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.buffer = list(state.get("buffer", self.buffer))
 
     def proposer_prompt(self, backend: Backend, references: list[str] | None = None) -> list[int]:
         """The Proposer's prompt, ending with the start marker and ``sqlm.problem_prefix``: the
@@ -85,9 +101,9 @@ class SQLMGame:
         self, backend: Backend, iteration: int
     ) -> tuple[list[list[int]], list[Completion]]:
         """N proposals with their prompts: one shared prompt, or with ``sqlm.references`` one
-        prompt per proposal, each with its own seeded draw from the buffer."""
+        prompt per proposal, each with its own draw from the buffer."""
         g, q = self.config.game, self.config.sqlm
-        kw = {"max_tokens": g.challenger_max_tokens, "temperature": g.temperature, "top_p": g.top_p}
+        kw = {"max_tokens": g.query_max_tokens, "temperature": g.temperature, "top_p": g.top_p}
         if q.references == 0 or not self.buffer:
             prompt = self.proposer_prompt(backend)
             return [prompt] * g.num_queries, backend.generate([prompt], n=g.num_queries, **kw)[0]
@@ -98,13 +114,6 @@ class SQLMGame:
         ]
         return prompts, [group[0] for group in backend.generate(prompts, n=1, **kw)]
 
-    def state_dict(self) -> dict[str, list[str]]:
-        """What a checkpoint must keep for an exact resume: the reference buffer."""
-        return {"buffer": list(self.buffer)}
-
-    def load_state_dict(self, state: dict[str, list[str]]) -> None:
-        self.buffer = list(state.get("buffer", self.buffer))
-
     def _remember(self, problems: list[str]) -> None:
         for p in problems:
             if p not in self.buffer:
@@ -113,6 +122,7 @@ class SQLMGame:
 
     def play(self, backend: Backend, iteration: int) -> Rollout:
         g, q = self.config.game, self.config.sqlm
+        eos = backend.eos_token_id
         t0 = time.perf_counter()
 
         # 1. Proposer: N problems
@@ -123,12 +133,13 @@ class SQLMGame:
 
         # 2. Solver: n answers per valid problem
         sol_prompts = [backend.chat_prompt(self.task.solver_messages(proposals[i])) for i in live]
+        temperature = g.temperature if q.solver_temperature is None else q.solver_temperature
         answers = (
             backend.generate(
                 sol_prompts,
                 n=g.group_size,
-                max_tokens=g.solver_max_tokens,
-                temperature=g.temperature if q.solver_temperature is None else q.solver_temperature,
+                max_tokens=g.answer_max_tokens,
+                temperature=temperature,
                 top_p=g.top_p,
             )
             if live
@@ -150,69 +161,35 @@ class SQLMGame:
 
         # 4. Advantages
         sol_adv = [group_advantages(s.rewards, q.normalize_std) for s in scored]
-        prop_adv = group_advantages(prop_rewards, q.normalize_std) if live else []
+        prop_adv = group_advantages(prop_rewards, q.normalize_std)
         update_proposer = iteration % q.proposer_every == 0
 
         # 5. Loss terms and records
-        n_live = max(len(live), 1)
+        w_answer, w_query = loss_weights(len(live), g.group_size, g.query_weight)
         samples: list[PolicySample] = []
-        games: list[Game] = []
+        games = [
+            invalid_game(
+                iteration, i, self.name, p.problem or prop[i].text, len(prop[i].tokens),
+                {"reason": p.reason},
+            )
+            for i, p in enumerate(proposals)
+            if not p.valid
+        ]  # fmt: skip
         for k, i in enumerate(live):
             s = scored[k]
-            flat = max(s.rewards) - min(s.rewards) <= 1e-9
-            if not (flat and self.config.train.skip_zero_variance):
-                for a, adv in zip(answers[k], sol_adv[k]):
-                    samples.append(
-                        PolicySample(
-                            sol_prompts[k],
-                            self._trained_tokens(backend, a),
-                            adv,
-                            1.0 / (n_live * g.group_size),
-                            "solver",
-                        )
-                    )
+            if not (self.config.train.skip_zero_variance and zero_variance(s.rewards)):
+                samples += answer_samples(sol_prompts[k], answers[k], sol_adv[k], w_answer, eos)
             if update_proposer:
+                tokens = trained_tokens(prop[i], eos)
                 samples.append(
-                    PolicySample(
-                        prop_prompts[i],
-                        self._trained_tokens(backend, prop[i]),
-                        prop_adv[k],
-                        g.alpha_challenger / n_live,
-                        "proposer",
-                    )
+                    PolicySample(prop_prompts[i], tokens, prop_adv[k], w_query, "proposer")
                 )
             games.append(
-                self._record(
-                    iteration,
-                    i,
-                    proposals[i],
-                    prop[i],
-                    answers[k],
-                    s,
-                    prop_rewards[k],
-                    prop_adv[k],
-                    shares[k],
-                )
-            )
-        for i, p in enumerate(proposals):
-            if not p.valid:
-                games.append(
-                    Game(
-                        iteration=iteration,
-                        index=i,
-                        game=self.name,
-                        query=p.problem or prop[i].text,
-                        query_tokens=len(prop[i].tokens),
-                        answers=[],
-                        value=0.0,
-                        challenger_reward=0.0,
-                        challenger_advantage=0.0,
-                        valid=False,
-                        extra={"reason": p.reason},
-                    )
-                )
+                self._record(iteration, i, proposals[i], prop[i], answers[k], s, sol_adv[k],
+                             prop_rewards[k], prop_adv[k], shares[k])
+            )  # fmt: skip
         games.sort(key=lambda game: game.index)
-        band_only = self.config.sqlm.buffer_band_only
+        band_only = q.buffer_band_only
         self._remember(
             [
                 proposals[i].problem
@@ -221,18 +198,22 @@ class SQLMGame:
             ]
         )
 
-        metrics = self._metrics(
-            prop, proposals, answers, scored, prop_rewards, sol_adv, prop_adv, update_proposer
+        answer_tokens = [len(a.tokens) for group in answers for a in group]
+        metrics = shared_metrics(
+            [s.rewards for s in scored],
+            sol_adv,
+            prop_rewards,
+            prop_adv,
+            answer_tokens,
+            [len(c.tokens) for c in prop],
         )
-        generated = sum(len(c.tokens) for c in prop) + sum(
-            len(a.tokens) for grp in answers for a in grp
-        )
+        metrics.update(self._own_metrics(scored, update_proposer))
         return Rollout(
             games=games,
             samples=samples,
             metrics=metrics,
             timings={"generate": t1 - t0, "score": t2 - t1},
-            generated_tokens=generated,
+            generated_tokens=sum(len(c.tokens) for c in prop) + sum(answer_tokens),
         )
 
     def _record(
@@ -243,11 +224,11 @@ class SQLMGame:
         prop: Completion,
         group: list[Completion],
         s: Scored,
+        advantages: list[float],
         reward: float,
         advantage: float,
         share: float,
     ) -> Game:
-        adv = group_advantages(s.rewards, self.config.sqlm.normalize_std)
         extra = {k: v for k, v in s.extra.items() if k != "parsed"}
         extra.update(solve_rate=s.solve_rate, cluster_share=share, format_ok=True)
         if proposal.tests:
@@ -258,52 +239,18 @@ class SQLMGame:
             game=self.name,
             query=proposal.problem,
             query_tokens=len(prop.tokens),
-            answers=[
-                Answer(
-                    text=a.text,
-                    tokens=len(a.tokens),
-                    reward=r,
-                    advantage=ad,
-                    reward_parts=parts,
-                    finish_reason=a.finish_reason,
-                )
-                for a, r, ad, parts in zip(group, s.rewards, adv, s.parts)
-            ],
+            answers=answer_records(group, s.rewards, advantages, s.parts),
             value=mean(s.rewards),
-            challenger_reward=reward,
-            challenger_advantage=advantage,
+            query_reward=reward,
+            query_advantage=advantage,
             extra=extra,
         )
 
-    def _metrics(
-        self,
-        prop: list[Completion],
-        proposals: list[Proposal],
-        answers: list[list[Completion]],
-        scored: list[Scored],
-        prop_rewards: list[float],
-        sol_adv: list[list[float]],
-        prop_adv: list[float],
-        update_proposer: bool,
-    ) -> dict[str, float]:
-        flat_rewards = [r for s in scored for r in s.rewards]
-        answer_tokens = [len(a.tokens) for group in answers for a in group]
+    def _own_metrics(self, scored: list[Scored], update_proposer: bool) -> dict[str, float]:
+        """SQLM's metrics beyond the shared ones: solve rates, truth where known, sandbox."""
+        n_answers = max(sum(len(s.rewards) for s in scored), 1)
         rates = [s.solve_rate for s in scored]
         metrics = {
-            "reward/solver_mean": mean(flat_rewards),
-            "reward/solver_std": std(flat_rewards),
-            "reward/challenger_mean": mean(prop_rewards),
-            "reward/challenger_std": std(prop_rewards),
-            "advantage/solver_abs_mean": mean([abs(x) for grp in sol_adv for x in grp]),
-            "advantage/challenger_abs_mean": mean([abs(x) for x in prop_adv]),
-            "zero_variance_groups": mean(
-                [1.0 if max(s.rewards) - min(s.rewards) <= 1e-9 else 0.0 for s in scored]
-            )
-            if scored
-            else 1.0,
-            "answer_tokens_mean": mean(answer_tokens),
-            "query_tokens_mean": mean([len(c.tokens) for c in prop]),
-            "challenger/invalid": sum(not p.valid for p in proposals) / max(len(proposals), 1),
             "sqlm/solve_rate_mean": mean(rates),
             "sqlm/in_band": mean([1.0 if 0 < r < 1 else 0.0 for r in rates]),
             "sqlm/proposer_updated": 1.0 if update_proposer else 0.0,
@@ -317,20 +264,16 @@ class SQLMGame:
             )
             metrics["sqlm/truth_known"] = len(truth_known) / max(len(scored), 1)
         if any("unparsed" in s.extra for s in scored):
-            metrics["sqlm/unparsed_answers"] = sum(
-                s.extra.get("unparsed", 0) for s in scored
-            ) / max(len(flat_rewards), 1)
+            unparsed = sum(s.extra.get("unparsed", 0) for s in scored)
+            metrics["sqlm/unparsed_answers"] = unparsed / n_answers
         if any("timeouts" in s.extra for s in scored):
-            metrics["sqlm/sandbox_timeouts"] = float(
-                sum(s.extra.get("timeouts", 0) for s in scored)
-            )
-            metrics["sqlm/no_code"] = sum(s.extra.get("no_code", 0) for s in scored) / max(
-                len(flat_rewards), 1
-            )
+            timeouts = sum(s.extra.get("timeouts", 0) for s in scored)
+            metrics["sqlm/sandbox_timeouts"] = float(timeouts)
+            metrics["sqlm/no_code"] = sum(s.extra.get("no_code", 0) for s in scored) / n_answers
         return metrics
 
 
-def make_sqlm(config: Config, backend: Backend) -> SQLMGame:
+def make_sqlm(config: Config, backend: Backend, world: World) -> SQLMGame:
     q = config.sqlm
     limits = SandboxLimits(
         timeout_s=q.sandbox_timeout,

@@ -1,4 +1,4 @@
-"""SQLM reward math as pure functions (ALGORITHMS.md §2): majority vote, Solver and Proposer rewards.
+"""SQLM reward math as pure functions (docs/algorithms.md §2): majority vote, Solver and Proposer rewards.
 
 The Solver is rewarded for agreeing with the majority of its own group (no labels), or, when
 a verifier knows the truth, for being right. The Proposer is rewarded for problems of the
@@ -11,13 +11,11 @@ right difficulty; four rules are offered:
   the size of the problem's near-duplicate cluster in the batch of B problems.
 - ``absolute-zero`` (Absolute Zero): ``1 - p`` when ``0 < p < 1``, else 0.
 
-Advantages are GRPO-style: centred on the group mean and, by default, divided by the group's
-population standard deviation (+ eps); a group whose rewards are all equal gets advantage 0.
+Rewards become advantages in `lsp_mlx.games.advantages`, the one rule every game uses.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 
 from lsp_mlx.verifiers.similarity import clusters
@@ -78,18 +76,3 @@ def cluster_shares(problems: list[str], threshold: float = 0.5) -> list[float]:
     ids = clusters(problems, threshold)
     sizes = Counter(ids)
     return [sizes[c] / len(problems) for c in ids]
-
-
-def group_advantages(
-    rewards: list[float], normalize_std: bool = True, eps: float = 1e-4
-) -> list[float]:
-    """GRPO advantages of one group: ``(r - mean) / (std + eps)`` (population std), or only
-    ``r - mean`` with ``normalize_std=False``; all 0 for a group without variance."""
-    if not rewards:
-        return []
-    mean = sum(rewards) / len(rewards)
-    centred = [r - mean for r in rewards]
-    std = math.sqrt(sum(c * c for c in centred) / len(rewards))
-    if std < 1e-12:
-        return [0.0] * len(rewards)
-    return [c / (std + eps) for c in centred] if normalize_std else centred
