@@ -3,7 +3,12 @@
 A checkpoint is built in a hidden temporary folder and renamed into place; ``latest`` is
 replaced with ``os.replace``. A crash at any instant leaves the previous checkpoint whole.
 Each folder holds the adapter in mlx-lm format (so ``mlx_lm.generate --adapter-path`` opens
-it), the optimizer state and ``state.json`` (iteration, seed, config hash, events offset).
+it), the optimizer state, the game's state (``game_state.json``: e.g. SQLM's reference
+buffer) and ``state.json`` (iteration, seed, config hash, events offset). Weights that are
+not finite are never written: the save fails and the previous checkpoint stays the latest.
+
+`resumable` picks the checkpoint a ``--resume`` starts from: the newest one whose files
+are whole, with a warning line for each damaged one it passes over.
 """
 
 from __future__ import annotations
@@ -11,10 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lsp_mlx.atomic import swap_folder, write_text
+from lsp_mlx.errors import UserError
+from lsp_mlx.readers import check_safetensors, read_json
 
 if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend
@@ -22,23 +31,49 @@ if TYPE_CHECKING:
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
 STATE_FILE = "state.json"
+GAME_STATE_FILE = "game_state.json"
 ADAPTERS = "adapters"
+ADAPTER_WEIGHTS = "adapters.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+OPTIMIZER_STATE = "optimizer.safetensors"
+
+
+class NonFiniteWeights(UserError):
+    """The adapter holds NaN or infinite values: the run diverged."""
 
 
 def config_hash(config_dict: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(config_dict, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def save_checkpoint(run_dir: Path, iteration: int, backend: Backend, state: dict[str, Any], keep: int = 0) -> Path:
+def save_checkpoint(
+    run_dir: Path,
+    iteration: int,
+    backend: Backend,
+    state: dict[str, Any],
+    game_state: dict[str, Any],
+    keep: int = 0,
+) -> Path:
     root = Path(run_dir) / CHECKPOINTS
     root.mkdir(parents=True, exist_ok=True)
     name = f"iter-{iteration:06d}"
     tmp = root / f".{name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    backend.save_adapter(tmp)
-    backend.save_state(tmp)
-    (tmp / STATE_FILE).write_text(json.dumps({"iteration": iteration, **state}, indent=2))
+    try:
+        tmp.mkdir()
+        backend.save_adapter(tmp)
+        bad = nonfinite_tensors(tmp / ADAPTER_WEIGHTS)
+        if bad:
+            raise NonFiniteWeights(
+                f"the adapter holds NaN or infinite values at iteration {iteration} ({bad[0]}"
+                f"{f' and {len(bad) - 1} more' if len(bad) > 1 else ''})"
+            )
+        backend.save_state(tmp)
+        (tmp / GAME_STATE_FILE).write_text(json.dumps(game_state))
+        (tmp / STATE_FILE).write_text(json.dumps({"iteration": iteration, **state}, indent=2))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk gets its space back
+        raise
     final = root / name
     swap_folder(tmp, final)
     write_text(root / LATEST, name + "\n")
@@ -47,7 +82,7 @@ def save_checkpoint(run_dir: Path, iteration: int, backend: Backend, state: dict
     adapters_tmp = Path(run_dir) / f".{ADAPTERS}.tmp"
     shutil.rmtree(adapters_tmp, ignore_errors=True)
     adapters_tmp.mkdir()
-    for f in ("adapters.safetensors", "adapter_config.json"):
+    for f in (ADAPTER_WEIGHTS, ADAPTER_CONFIG):
         if (final / f).exists():
             shutil.copy2(final / f, adapters_tmp / f)
     swap_folder(adapters_tmp, Path(run_dir) / ADAPTERS)
@@ -59,25 +94,96 @@ def save_checkpoint(run_dir: Path, iteration: int, backend: Backend, state: dict
     return final
 
 
-def latest_checkpoint(run_dir: Path) -> Path | None:
+# bits that are all ones in the exponent of a non-finite value, per 16-bit float format
+_EXPONENT_16 = {"F16": 0x7C00, "BF16": 0x7F80}
+
+
+def nonfinite_tensors(path: Path) -> list[str]:
+    """Names of the floating-point tensors of a safetensors file holding a NaN or an infinity."""
+    import numpy as np
+
+    data = Path(path).read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    body = memoryview(data)[8 + n :]
+    bad = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        raw = body[begin:end]
+        dtype = info["dtype"]
+        if dtype in _EXPONENT_16:
+            mask = _EXPONENT_16[dtype]
+            finite = bool(np.all((np.frombuffer(raw, dtype="<u2") & mask) != mask))
+        elif dtype in ("F32", "F64"):
+            finite = bool(
+                np.all(np.isfinite(np.frombuffer(raw, dtype="<f4" if dtype == "F32" else "<f8")))
+            )
+        else:
+            continue
+        if not finite:
+            bad.append(name)
+    return bad
+
+
+def checkpoints(run_dir: Path) -> list[Path]:
+    """Every checkpoint folder with a state file, the one ``latest`` names last."""
     root = Path(run_dir) / CHECKPOINTS
+    found = sorted(p for p in root.glob("iter-*") if (p / STATE_FILE).is_file())
     pointer = root / LATEST
-    if pointer.is_file():
-        folder = root / pointer.read_text().strip()
-        if (folder / STATE_FILE).is_file():
-            return folder
-    # pointer missing or stale: fall back to the newest complete folder
-    complete = sorted(p for p in root.glob("iter-*") if (p / STATE_FILE).is_file())
-    return complete[-1] if complete else None
+    try:
+        latest = root / pointer.read_text().strip() if pointer.is_file() else None
+    except (OSError, UnicodeDecodeError):
+        latest = None
+    if latest in found:  # a stale pointer (a crash between the swap and the pointer) is ignored
+        found.remove(latest)
+        found.append(latest)
+    return found
 
 
-def read_state(folder: Path) -> dict[str, Any]:
-    return json.loads((Path(folder) / STATE_FILE).read_text())
+def check_checkpoint(folder: Path) -> dict[str, Any]:
+    """The checkpoint's state, once its files are checked whole (UserError naming the damage)."""
+    state = read_json(folder / STATE_FILE, "the checkpoint state")
+    if not isinstance(state, dict) or not isinstance(state.get("iteration"), int):
+        raise UserError(f"the checkpoint state {str(folder / STATE_FILE)!r} holds no iteration")
+    check_safetensors(folder / ADAPTER_WEIGHTS, "the adapter")
+    if (folder / OPTIMIZER_STATE).exists():
+        check_safetensors(folder / OPTIMIZER_STATE, "the optimizer state")
+    if (folder / GAME_STATE_FILE).exists() and not isinstance(
+        read_json(folder / GAME_STATE_FILE, "the game state"), dict
+    ):
+        raise UserError(f"the game state {str(folder / GAME_STATE_FILE)!r} is not a JSON object")
+    return state
 
 
-def find_checkpoint(run_dir: Path, iteration: int | None = None) -> Path | None:
-    """The checkpoint of ``iteration``, or the latest when None."""
-    if iteration is None:
-        return latest_checkpoint(run_dir)
-    folder = Path(run_dir) / CHECKPOINTS / f"iter-{iteration:06d}"
-    return folder if (folder / STATE_FILE).is_file() else None
+def resumable(run_dir: Path, warn: Callable[[str], None]) -> tuple[Path, dict[str, Any]] | None:
+    """The newest whole checkpoint and its state; None when the run has none. Passing over
+    damaged ones costs one warning line."""
+    damaged: list[str] = []
+    first_error = ""
+    for folder in reversed(checkpoints(run_dir)):
+        try:
+            state = check_checkpoint(folder)
+        except UserError as e:
+            damaged.append(folder.name)
+            first_error = first_error or str(e)
+            continue
+        if damaged:
+            warn(
+                f"checkpoint {', '.join(damaged)} is damaged ({first_error}): resuming from "
+                f"{folder.name}, the newest whole checkpoint"
+            )
+        return folder, state
+    if damaged:
+        warn(
+            f"checkpoint {', '.join(damaged)} is damaged ({first_error}) and no whole one is "
+            "left: the run starts again from iteration 1"
+        )
+    return None
+
+
+def read_game_state(folder: Path) -> dict[str, Any] | None:
+    """The game's state saved in a checkpoint; None for a checkpoint written without one."""
+    path = Path(folder) / GAME_STATE_FILE
+    return read_json(path, "the game state") if path.exists() else None

@@ -31,7 +31,7 @@ How an iteration splits (the rules the LSP game and the trainer follow):
   is the sum of the ranks' gradients (``mx.distributed.all_sum`` / ``all_reduce(SUM)`` on one
   flat buffer). ``nn.average_gradients`` would divide that by K.
 - **Only rank 0 writes** events, config.yaml and checkpoints; every rank loads the same
-  checkpoint on resume (the run dir must be shared or copied), and `prepare` checks that all
+  checkpoint on resume (the run dir must be shared or copied), and `check_start` checks that all
   ranks start from byte-identical adapter and optimizer state.
 
 Failure: a rank that dies makes the others' next collective fail at once (both engines notice
@@ -48,6 +48,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import socket
 import sys
 import threading
 import time
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     from lsp_mlx.records import PolicySample
 
 TIMEOUT_ENV = "LSP_MLX_DIST_TIMEOUT"
+LAUNCHER_ENV = "LSP_MLX_LAUNCHER"  # "host:pid" of `lsp-mlx launch`, inherited by local ranks
 SEEDING_ENV = "LSP_MLX_SOLVER_SEEDING"
 DEFAULT_TIMEOUT = 1800.0
 Seeding = Literal["query", "batch"]
@@ -203,6 +205,50 @@ class World:
 
     def describe(self) -> str:
         return "1 process"
+
+    def step_reducer(self, n_samples: int) -> Callable[[Any], Any] | None:
+        """The ``grad_reduce`` of this step's ``train_step``: None for one process, and None when
+        no rank has a sample (then nobody steps, as in one process); else the gradient sum, so
+        a rank without samples still steps with the others."""
+        if self.size == 1 or self.all_sum([n_samples], "the sample count")[0] == 0:
+            return None
+        return self.gradient_reducer()
+
+    def reduce_step(self, samples: list[PolicySample], stats: StepStats) -> StepStats:
+        """The step's numbers over every rank (identity for one process): loss and tokens
+        summed, KL averaged over all samples, per-role numbers merged."""
+        if self.size == 1:
+            return stats
+        from lsp_mlx.backends.base import RoleTotals, StepStats
+
+        roles = sorted({s.role for s in samples})
+        local = {
+            "loss": stats.loss,
+            "kl": stats.kl * len(samples),
+            "n": len(samples),
+            "tokens": stats.tokens,
+            "grad_norm": stats.grad_norm,
+            "roles": {
+                r: {
+                    "loss": stats.per_role[r]["loss"],
+                    "n": sum(s.role == r for s in samples),
+                    "kl": stats.per_role[r]["kl"] * sum(s.role == r for s in samples),
+                }
+                for r in roles
+            },
+        }
+        parts = self.all_gather_object(local, "the step statistics")
+        n = sum(p["n"] for p in parts)
+        totals = RoleTotals()
+        for p in parts:
+            totals.merge(p["roles"])
+        return StepStats(
+            loss=sum(p["loss"] for p in parts),
+            kl=sum(p["kl"] for p in parts) / max(n, 1),
+            grad_norm=parts[0]["grad_norm"],
+            tokens=sum(p["tokens"] for p in parts),
+            per_role=totals.per_role(),
+        )
 
     def set_abort_hook(self, hook: Callable[[str], None]) -> None:
         if self._watchdog is not None:
@@ -394,9 +440,44 @@ def launched_by() -> str | None:
     return None
 
 
+def launcher_id() -> str:
+    """This process as the ranks' launcher: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def watch_launcher(value: str | None, period: float = 0.5) -> None:
+    """End this rank when the `lsp-mlx launch` process that started it is gone.
+
+    ``mlx.launch`` and ``torchrun`` outlive a launcher killed by SIGKILL, and so would their
+    ranks, training on for nobody; a rank on another machine (ssh) does not inherit the
+    variable, and one on this machine checks the host name before it trusts the pid.
+    """
+    host, _, pid = (value or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return
+
+    def watch() -> None:
+        while True:
+            time.sleep(period)
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                print(
+                    f"lsp-mlx: error: lsp-mlx launch (pid {pid}) is gone: this rank stops too",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                os._exit(DistributedError.exit_code)
+            except PermissionError:
+                pass  # alive, someone else's: cannot happen for our own parent, but harmless
+
+    threading.Thread(target=watch, name="lsp-mlx-launcher-watch", daemon=True).start()
+
+
 def init(backend: str) -> World:
     """The world of this process: started by a launcher or not, for train.backend ``backend``."""
     launcher = launched_by()
+    watch_launcher(os.environ.get(LAUNCHER_ENV))
     if launcher is None:
         return World()
     if launcher != backend:
@@ -414,23 +495,11 @@ def init(backend: str) -> World:
 
 
 # ------------------------------------------------------------------ trainer helpers
-def prepare(world: World, backend: Any, game: Any, num_queries: int, start: int) -> None:
-    """Before the first iteration: wire the gradient sum and check every rank starts alike."""
+def check_start(world: World, backend: Any, start: int) -> None:
+    """Before the first iteration: every rank starts at the same iteration with the same weights."""
     if world.size == 1:
         return
-    if not getattr(game, "supports_distributed", False):
-        raise UserError(
-            f"game {getattr(game, 'name', '?')} does not run data-parallel yet: "
-            "run it as one process, or use game lsp / lsp-zero"
-        )
-    if num_queries < world.size:
-        raise UserError(
-            f"game.num_queries is {num_queries} but there are {world.size} ranks: "
-            f"set game.num_queries to at least {world.size} so every rank gets a query"
-        )
     world.check_same("starting iteration", start)
-    backend.grad_reduce = world.gradient_reducer()
-    game.dist = world
     world.check_same("adapter and optimizer state", state_fingerprint(backend))
 
 
@@ -456,51 +525,6 @@ def state_fingerprint(backend: Any) -> str:
                 np.array(v.astype(mx.float32) if v.dtype == mx.bfloat16 else v).tobytes()
             )  # numpy has no bf16
     return h.hexdigest()[:16]
-
-
-def train_step(
-    world: World, backend: Any, samples: list[PolicySample], beta: float, kl_estimator: str
-) -> StepStats:
-    """One optimizer step for the whole world, with the step's numbers reduced over ranks.
-
-    Every rank steps, or none does: a rank whose queries were all invalid still joins the
-    gradient sum with zeros; when no rank has a sample nobody steps (as in a 1-rank run).
-    """
-    if world.size == 1:
-        return backend.train_step(samples, beta, kl_estimator)
-    from lsp_mlx.backends.base import RoleTotals, StepStats
-
-    if world.all_sum([len(samples)], "the sample count")[0] == 0:
-        return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
-    stats = backend.train_step(samples, beta, kl_estimator)
-    roles = sorted({s.role for s in samples})
-    local = {
-        "loss": stats.loss,
-        "kl": stats.kl * len(samples),
-        "n": len(samples),
-        "tokens": stats.tokens,
-        "grad_norm": stats.grad_norm,
-        "roles": {
-            r: {
-                "loss": stats.per_role[r]["loss"],
-                "n": sum(s.role == r for s in samples),
-                "kl": stats.per_role[r]["kl"] * sum(s.role == r for s in samples),
-            }
-            for r in roles
-        },
-    }
-    parts = world.all_gather_object(local, "the step statistics")
-    n = sum(p["n"] for p in parts)
-    totals = RoleTotals()
-    for p in parts:
-        totals.merge(p["roles"])
-    return StepStats(
-        loss=sum(p["loss"] for p in parts),
-        kl=sum(p["kl"] for p in parts) / max(n, 1),
-        grad_norm=parts[0]["grad_norm"],
-        tokens=sum(p["tokens"] for p in parts),
-        per_role=totals.per_role(),
-    )
 
 
 def reduce_rollout(world: World, rollout: Rollout) -> Rollout:

@@ -17,46 +17,115 @@ the exporter and the tests read it. Types and their fields (schema version 1):
   and ``traceback`` (the last lines).
 
 Readers must ignore unknown types and fields, and a last line that is still being written.
+Games written before the role-neutral names carry ``challenger_reward`` and
+``challenger_advantage``; `lsp_mlx.records.Game.from_dict` reads both.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 SCHEMA_VERSION = 1
 EVENTS_FILE = "events.jsonl"
 
 
-class EventWriter:
-    """Appends events to ``events.jsonl``, flushing each line so readers see it at once."""
+Listener = Callable[[dict[str, Any]], Any]
 
-    def __init__(self, run_dir: str | Path, enabled: bool = True) -> None:
+
+class EventWriter:
+    """Appends events to ``events.jsonl``, one whole line per ``write``, and passes each on.
+
+    Each line goes out in one ``os.write`` on an append-only descriptor, so a reader (or a
+    crash) sees whole lines only; a write that fails part-way (a full disk) is cut back to the
+    last whole line before the error is raised. ``listeners`` (e.g. experiment trackers) get
+    every event dict after it is written; one that raises costs a warning line and is dropped,
+    never the run.
+    """
+
+    def __init__(
+        self, run_dir: str | Path, enabled: bool = True, listeners: Iterable[Listener] = ()
+    ) -> None:
         self.path = Path(run_dir) / EVENTS_FILE
         self.enabled = enabled
-        self._fh: IO[str] | None = None
+        self.listeners: list[Listener] = list(listeners) if enabled else []
+        self._fd: int | None = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def emit(self, type: str, iteration: int | None = None, **fields: Any) -> dict[str, Any]:
         event: dict[str, Any] = {"v": SCHEMA_VERSION, "type": type, "time": time.time()}
         if iteration is not None:
             event["iteration"] = iteration
         event.update(fields)
-        if self._fh is not None:
-            self._fh.write(json.dumps(event, default=_jsonable) + "\n")
-            self._fh.flush()
+        if self._fd is not None:
+            self._append((json.dumps(event, default=_jsonable) + "\n").encode())
+            for listener in list(self.listeners):
+                try:
+                    listener(event)
+                except Exception as e:  # a tracker's failure must not cost the run
+                    self._drop(listener, e)
         return event
 
+    def _append(self, line: bytes) -> None:
+        assert self._fd is not None
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            done = os.write(self._fd, line)
+            while done < len(line):
+                done += os.write(self._fd, line[done:])
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
+
+    def _drop(self, listener: Listener, error: Exception) -> None:
+        self.listeners.remove(listener)
+        name = getattr(listener, "name", type(listener).__name__)
+        print(
+            f"lsp-mlx: warning: {name} failed ({type(error).__name__}: {error}) and no longer "
+            "receives events; the run goes on and events.jsonl keeps everything",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+        for listener in self.listeners:
+            close = getattr(listener, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception as e:
+                    self._drop(listener, e)
+        self.listeners = []
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def cut_events(path: str | Path, offset: int | None = None) -> None:
+    """Keep the first ``offset`` bytes of an events file (None: every whole line), atomically.
+
+    A resume drops what was written after the checkpoint it starts from (those iterations
+    are replayed) and any torn last line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    kept = data[:offset] if offset is not None else data
+    kept = kept[: kept.rfind(b"\n") + 1]
+    if kept != data:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(kept)
+        os.replace(tmp, path)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -107,7 +176,7 @@ class EventTail:
                 continue
             try:
                 events.append(json.loads(line))
-            except json.JSONDecodeError:
+            except ValueError:  # not JSON, or not UTF-8: a damaged line costs only itself
                 continue
         return events
 

@@ -445,27 +445,15 @@ def test_launch_checks_the_train_arguments_first(capsys):
     assert "does not take --bogus" in capsys.readouterr().err
 
 
-class _TwoRankStub(distributed.World):
-    """Only for the checks `prepare` makes before any collective: they need the rank count, not peers."""
+def test_games_refuse_what_cannot_run_data_parallel():
+    from lsp_mlx.games import check_data_parallel
 
-    size = 2
-
-
-def test_prepare_refuses_what_cannot_run_data_parallel():
-    class NotSplittable:
-        name = "sqlm"
-
-    with pytest.raises(UserError, match="game sqlm does not run data-parallel yet"):
-        distributed.prepare(
-            _TwoRankStub(), backend=None, game=NotSplittable(), num_queries=8, start=1
-        )
-
-    class Splittable:
-        name = "lsp"
-        supports_distributed = True
-
+    with pytest.raises(UserError, match="game sqlm does not run data-parallel"):
+        check_data_parallel("sqlm", ranks=2, num_queries=8)
     with pytest.raises(UserError, match="set game.num_queries to at least 2"):
-        distributed.prepare(_TwoRankStub(), backend=None, game=Splittable(), num_queries=1, start=1)
+        check_data_parallel("lsp", ranks=2, num_queries=1)
+    check_data_parallel("lsp-zero", ranks=2, num_queries=2)
+    check_data_parallel("spin", ranks=1, num_queries=1)  # one process: every game
 
 
 def test_launch_fails_when_the_ranks_fail(tmp_path):

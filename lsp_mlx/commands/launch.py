@@ -10,6 +10,9 @@ config's ``train.backend``. This module only builds the launcher's command line 
 `torch_command`); the communication is the engines' own (`lsp_mlx.distributed`).
 ``lsp-mlx train --distributed K`` prints the same commands with `launch_help`.
 
+Before any rank starts, the run is checked once here (config, run dir, model path, whether
+the game runs data-parallel with this many ranks). The ranks on this machine end when this
+process ends, even by SIGKILL: each watches it (`lsp_mlx.distributed.watch_launcher`).
 ``mlx.launch`` exits 0 even when a rank fails, so after it returns this wrapper reads rank 0's
 ``run_end`` event and turns a failed run into a non-zero exit code.
 """
@@ -23,7 +26,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lsp_mlx.commands.train_flags import add_train_arguments, config_from_args
+from lsp_mlx.distributed import LAUNCHER_ENV, launcher_id
 from lsp_mlx.errors import UserError
+from lsp_mlx.games import check_data_parallel
+from lsp_mlx.trainer import check_run_dir, resolve_run_model
 
 DEFAULT_PORT = 32323  # mlx.launch's own default starting port for the ring backend
 
@@ -112,27 +119,6 @@ def launch_help(train_args: list[str], processes: int) -> str:
     )
 
 
-def train_args_from_namespace(args: argparse.Namespace) -> list[str]:
-    """The `lsp-mlx train` flags of a parsed namespace, back as argv (for printing commands)."""
-    out: list[str] = []
-    for flag, dest in (
-        ("--config", "config"),
-        ("--model", "model"),
-        ("--iterations", "iterations"),
-        ("--run-dir", "run_dir"),
-        ("--seed", "seed"),
-        ("--backend", "backend"),
-    ):
-        value = getattr(args, dest, None)
-        if value is not None:
-            out += [flag, str(value)]
-    for item in getattr(args, "set", None) or []:
-        out += ["--set", item]
-    if getattr(args, "resume", False):
-        out.append("--resume")
-    return out
-
-
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "launch",
@@ -182,8 +168,6 @@ def _run_ends(run_dir: Path) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lsp_mlx.commands.train import add_train_arguments, config_from_args
-
     train_args = list(args.train_args)
     if train_args[:1] == ["--"]:
         train_args = train_args[1:]
@@ -196,7 +180,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"lsp-mlx train does not take {' '.join(unknown)}: see lsp-mlx train --help"
         )
-    config = config_from_args(parsed)  # a bad config fails here, before any rank starts
+    if parsed.config is None:
+        raise UserError(
+            "lsp-mlx launch needs the run's config: pass it after --, e.g. "
+            "lsp-mlx launch -n 2 -- --config configs/tiny.yaml --run-dir runs/dp"
+        )
+    # what every rank would find out on its own, found once before any rank starts
+    config = config_from_args(parsed)
+    if not args.hostfile:
+        check_data_parallel(config.game.name, args.processes, config.game.num_queries)
+    check_run_dir(config.train.run_dir, parsed.resume)
+    resolve_run_model(config)  # a GGUF is converted once here, not by every rank at once
     engine = config.train.backend
     if engine == "torch":
         if args.hostfile:
@@ -214,8 +208,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     run_dir = Path(config.train.run_dir)
     ends_before = _run_ends(run_dir) or []
+    # local ranks inherit this and end when this process ends (`lsp_mlx.distributed`)
+    env = {**os.environ, LAUNCHER_ENV: launcher_id()}
     try:
-        proc = subprocess.Popen([_beside_python(cmd[0]), *cmd[1:]])
+        proc = subprocess.Popen([_beside_python(cmd[0]), *cmd[1:]], env=env)
     except FileNotFoundError:
         raise UserError(
             f"{cmd[0]} not found: install {'torch' if engine == 'torch' else 'mlx'} in this environment"
