@@ -178,3 +178,16 @@ def test_a_full_disk_costs_the_tracker_one_warning_never_the_run(
     acc.Reload()
     assert [e.step for e in acc.Scalars("loss")][0] == 1
     assert [e.step for e in acc.Tensors("games")][0] == 1
+
+
+def test_report_names_damaged_tracker_run_ids(tmp_path: Path) -> None:
+    write_run(EventWriter(tmp_path), range(1, 2)).close()
+    (tmp_path / "trackers.json").write_text('{"wandb": {"run": ')  # torn by hand
+    proc = run_cli("report", str(tmp_path), "--to", "wandb", env={"WANDB_MODE": "offline"})
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "lsp-mlx: error: report: wandb: the tracker run ids "
+        f"'{tmp_path / 'trackers.json'}' is not valid JSON (line 1): delete it to start new "
+        "tracker runs"
+    )
+    assert not (tmp_path / "wandb").exists()

@@ -78,6 +78,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{sink.tracker.name}: {sink.steps} iterations -> {sink.tracker.describe()}")
     if failed is not None:
         tracker, error = failed
+        if isinstance(error, UserError):  # already names the problem and the fix
+            raise UserError(f"report: {tracker}: {error}")
         raise UserError(
             f"report: {tracker} failed ({type(error).__name__}: {error}): fix the tracker's "
             f"settings and run the report again"

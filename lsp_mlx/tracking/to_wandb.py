@@ -18,17 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from lsp_mlx.atomic import write_text
+from lsp_mlx.errors import UserError
+from lsp_mlx.readers import read_json
 from lsp_mlx.tracking.names import GAME_COLUMNS
 
 IDS_FILE = "trackers.json"
 
 
 def _ids(run_dir: Path) -> dict[str, Any]:
-    try:
-        ids = json.loads((Path(run_dir) / IDS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}  # no file yet, or one we cannot use: new tracker runs start
-    return ids if isinstance(ids, dict) else {}
+    path = Path(run_dir) / IDS_FILE
+    if not path.exists():
+        return {}
+    fix = "delete it to start new tracker runs"
+    ids = read_json(path, "the tracker run ids", fix=fix)
+    if not isinstance(ids, dict):
+        raise UserError(f"the tracker run ids {path} are not a JSON object: {fix}")
+    return ids
 
 
 def stored_id(run_dir: Path, tracker: str, run_name: str) -> str | None:
