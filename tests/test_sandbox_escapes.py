@@ -535,6 +535,7 @@ def test_honest_solutions_are_judged_as_before():
         "assert not add(0, 0)",
         "assert add(2, 2) != 5",
         "assert same(float('inf')) > 10**308 and same(2**100) == 2**100",
+        "assert same(-(3**20000)) == -(3**20000)",
     ]
     assert run_tests(right, tests).results == [True] * len(tests)
     # what cannot cross stays a failure, as does a call that raises

@@ -57,6 +57,8 @@ def _enc(x, depth=0):
     t = type(x)
     if depth > 100:
         raise ValueError("nested too deeply")
+    if t is int and x.bit_length() > 4000:  # json stops at 4300 decimal digits; hex does not
+        return {{"t": "int", "v": format(x, "x")}}
     if x is None or t is bool or t is int or t is float or t is str:
         return x
     if t is list:
@@ -124,6 +126,8 @@ def _dec(x, depth=0):
             return out
         if kind == "bytes" and type(v) is str:
             return bytes.fromhex(v)
+        if kind == "int" and type(v) is str:
+            return int(v, 16)
         if kind == "complex" and type(v) is list and len(v) == 2:
             if all(type(p) in (int, float) for p in v):
                 return complex(v[0], v[1])
