@@ -38,16 +38,9 @@ import random
 import time
 from typing import TYPE_CHECKING, Any
 
+from lsp_mlx.games import base
 from lsp_mlx.games.advantages import group_advantages, mean, zero_variance
-from lsp_mlx.games.base import (
-    Rollout,
-    answer_records,
-    answer_samples,
-    invalid_game,
-    loss_weights,
-    shared_metrics,
-    trained_tokens,
-)
+from lsp_mlx.games.base import Rollout
 from lsp_mlx.records import Game, PolicySample
 from lsp_mlx.verifiers.difficulty import cluster_shares, proposer_reward
 from lsp_mlx.verifiers.sandbox import SandboxLimits
@@ -165,10 +158,10 @@ class SQLMGame:
         update_proposer = iteration % q.proposer_every == 0
 
         # 5. Loss terms and records
-        w_answer, w_query = loss_weights(len(live), g.group_size, g.query_weight)
+        w_answer, w_query = base.loss_weights(len(live), g.group_size, g.query_weight)
         samples: list[PolicySample] = []
         games = [
-            invalid_game(
+            base.invalid_game(
                 iteration, i, self.name, p.problem or prop[i].text, len(prop[i].tokens),
                 {"reason": p.reason},
             )
@@ -178,9 +171,11 @@ class SQLMGame:
         for k, i in enumerate(live):
             s = scored[k]
             if not (self.config.train.skip_zero_variance and zero_variance(s.rewards)):
-                samples += answer_samples(sol_prompts[k], answers[k], sol_adv[k], w_answer, eos)
+                samples += base.answer_samples(
+                    sol_prompts[k], answers[k], sol_adv[k], w_answer, eos
+                )
             if update_proposer:
-                tokens = trained_tokens(prop[i], eos)
+                tokens = base.trained_tokens(prop[i], eos)
                 samples.append(
                     PolicySample(prop_prompts[i], tokens, prop_adv[k], w_query, "proposer")
                 )
@@ -199,7 +194,7 @@ class SQLMGame:
         )
 
         answer_tokens = [len(a.tokens) for group in answers for a in group]
-        metrics = shared_metrics(
+        metrics = base.shared_metrics(
             [s.rewards for s in scored],
             sol_adv,
             prop_rewards,
@@ -239,7 +234,7 @@ class SQLMGame:
             game=self.name,
             query=proposal.problem,
             query_tokens=len(prop.tokens),
-            answers=answer_records(group, s.rewards, advantages, s.parts),
+            answers=base.answer_records(group, s.rewards, advantages, s.parts),
             value=mean(s.rewards),
             query_reward=reward,
             query_advantage=advantage,
