@@ -88,12 +88,31 @@ CONTROL = (
     "phase ends. From a shell: lsp-mlx control RUN_DIR pause. A headless trainer also takes "
     "signals: SIGINT/SIGTERM stop with a checkpoint, SIGUSR1 saves one."
 )
+RUN_TERMS = [
+    ("Iteration i / N", "the last iteration with metrics, of the run's train.iterations"),
+    ("Elapsed · ETA", "time since run_start (frozen at the end) · time left at the recent pace"),
+    ("Memory", "the highest memory/peak_gb of any iteration"),
+    ("Checkpoint", "the last one: iteration, time after the start, checkpoint folders kept"),
+    ("+H:MM:SS", "in the log and the warnings: time after the run started"),
+]
 GAME_TERMS = [
-    ("total = R + R_Q", "an answer's reward: R from the reward source, R_Q the reference judge"),
+    (
+        "total = R + R_Q",
+        "an answer's reward: R from the reward source, plus R_Q from the "
+        "reference judge in LSP (LSP-Zero and SQLM: R alone)",
+    ),
     ("V(q)", "mean total reward of a query's answers"),
     ("advantage", "an answer's total minus V(q): what the update pushes up or down"),
-    ("query reward", "-V(q) + V_Q(q) (LSP): high when the Solver found the query hard"),
+    (
+        "query reward",
+        "-V(q) in LSP-Zero, -V(q) + V_Q(q) in LSP (high when the Solver found "
+        "the query hard), 1 for a problem inside the band in SQLM",
+    ),
     ("Total b/w", "the best and the worst answer's total reward in a game"),
+    ("Adv b/w, Q adv", "their advantages, and the query's (from 150 columns)"),
+    ("It", "the iteration the game was played in"),
+    ("query advantage", "the query's reward minus the mean over the iteration's queries"),
+    ("tokens", "the length of a query or an answer"),
     ("cut off", "the answer hit game.answer_max_tokens"),
 ]
 
@@ -119,7 +138,11 @@ def help_text() -> Text:
         "Each metric line has one column per iteration (newest on the right, blank where there is "
         "no value); the bars span the range printed beside them.\n\n"
     )
-    out.append("Games\n", style="bold underline")
+    out.append("Run panel\n", style="bold underline")
+    for term, meaning in RUN_TERMS:
+        out.append(term, style="bold")
+        out.append(f": {meaning}\n")
+    out.append("\nGames\n", style="bold underline")
     for term, meaning in GAME_TERMS:
         out.append(term, style="bold")
         out.append(f": {meaning}\n")
