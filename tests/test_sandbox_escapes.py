@@ -30,6 +30,7 @@ from lsp_mlx.verifiers.sandbox import (
     SandboxUnavailable,
     isolation_problem,
     run_python,
+    sandbox_user,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -696,8 +697,9 @@ def test_this_file_passes_as_an_ordinary_user():
             f'mkdir -p "{blocked}/{child}"',
             f'mount --bind "$side/{child}" "{blocked}/{child}"',
         ]
+    uid, gid = sandbox_user()  # nobody and its group, by number
     script.append(
-        "exec setpriv --reuid=nobody --regid=nogroup --clear-groups env -i PATH=/usr/bin:/bin "
+        f"exec setpriv --reuid={uid} --regid={gid} --clear-groups env -i PATH=/usr/bin:/bin "
         'HOME=/tmp "$@"'
     )
     proc = subprocess.run(

@@ -135,7 +135,7 @@ def _unavailable(reason: str) -> SandboxUnavailable:
     return SandboxUnavailable(message)
 
 
-def _sandbox_ids() -> tuple[int, int]:
+def sandbox_user() -> tuple[int, int]:
     """Who the sandbox is outside its namespace: nobody for a root trainer, else the trainer."""
     if os.geteuid() != 0:
         return os.geteuid(), os.getegid()
@@ -221,7 +221,7 @@ def run_python(
         raise _unavailable(f"no namespaces or sandbox-exec on {sys.platform}")
     workdir = tempfile.mkdtemp(prefix="lsp-sandbox-")
     os.chmod(workdir, 0o755 if mode == "os" and linux else 0o700)
-    uid, gid = _sandbox_ids()
+    uid, gid = sandbox_user()
     cfg = {
         "isolation": mode if (mode == "python" or linux) else "python",
         "root": workdir,
