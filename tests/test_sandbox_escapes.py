@@ -32,6 +32,7 @@ from lsp_mlx.verifiers.sandbox import (
     run_python,
     sandbox_user,
 )
+from lsp_mlx.verifiers.sandbox_boot import KEYCTL
 
 ROOT = Path(__file__).resolve().parents[1]
 LINUX = sys.platform.startswith("linux")
@@ -108,6 +109,50 @@ def test_the_trainers_environment_and_command_line_never_reach_the_program(tmp_p
         assert "--marker-arg-lsp-trainer" not in seen and "pytest" not in seen, code
         assert "pyproject.toml" not in seen, code  # the trainer's working folder
     assert "'PATH': '/usr/bin:/bin'" in outputs[0][0]  # the first one did run
+
+
+ADD_KEY = {"x86_64": 248, "aarch64": 217}
+
+
+@pytest.mark.skipif(
+    os.uname().machine not in ADD_KEY, reason="add_key number known for x86_64/arm64"
+)
+def test_the_trainers_session_keyring_is_left_behind():
+    """A key in the trainer's session keyring (possessed, so readable through it) is out of
+    reach, even by its id, under both isolations."""
+    keyctl = KEYCTL[os.uname().machine]
+    trainer = (
+        "import ctypes, json\n"
+        "from lsp_mlx.verifiers.sandbox import SandboxLimits, run_python\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        f"libc.syscall({keyctl}, 1, None)\n"  # a session keyring of this trainer's own
+        f"kid = libc.syscall({ADD_KEY[os.uname().machine]}, b'user', b'lsp_secret', "
+        f"{SECRET.encode()!r}, {len(SECRET)}, ctypes.c_int(-3))\n"
+        "assert kid > 0, ctypes.get_errno()\n"
+        "program = (\n"
+        "    'import ctypes\\n'\n"
+        "    'libc = ctypes.CDLL(None, use_errno=True)\\n'\n"
+        f'    \'found = libc.syscall({keyctl}, 10, ctypes.c_int(-3), b"user", b"lsp_secret", 0)\\n\'\n'
+        "    'ids = [found, %d]\\n' % kid +\n"
+        "    'try:\\n'\n"
+        "    '    ids += [int(line.split()[0], 16) for line in open(\"/proc/keys\")]\\n'\n"
+        "    'except OSError:\\n'\n"
+        "    '    pass\\n'\n"
+        "    'for i in ids:\\n'\n"
+        "    '    buf = ctypes.create_string_buffer(200)\\n'\n"
+        f"    '    n = libc.syscall({keyctl}, 11, i, buf, 200)\\n'\n"
+        "    '    print(i, n, buf.raw[:max(n, 0)])\\n'\n"
+        ")\n"
+        "out = [run_python(program, SandboxLimits(audit_hook=False, isolation=iso))\n"
+        "       for iso in ('os', 'python')]\n"
+        "print(json.dumps([r.stdout + r.stderr for r in out]))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", trainer], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    for out in json.loads(proc.stdout.splitlines()[-1]):
+        assert SECRET not in out and out.count(" -1 b''") >= 2, out
 
 
 def test_root_only_files_and_the_hosts_file_system_are_not_there(tmp_path: Path):

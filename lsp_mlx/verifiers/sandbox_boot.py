@@ -46,6 +46,8 @@ PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT = 28, 38, 47
 # noroot, no_setuid_fixup, keep_caps, no_cap_ambient_raise: all set or locked
 SECUREBITS = 0b11101111
 PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+KEYCTL = {"x86_64": 250, "aarch64": 219, "riscv64": 219, "ppc64le": 280, "s390x": 280}
+KEYCTL_JOIN_SESSION_KEYRING = 1
 STATVFS_TO_MS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC))
 TOP_DIRS = ("usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 NAMESPACE_KINDS = ("user", "mnt", "pid", "net", "ipc", "uts", "cgroup")
@@ -98,6 +100,15 @@ class _Libc:
         if number is None:
             raise OSError(0, f"pivot_root: unknown syscall number on {machine}")
         self.check(self.lib.syscall(number, new.encode(), old.encode()), "pivot_root")
+
+    def new_session_keyring(self) -> None:
+        """Leave the trainer's session keyring (its keys are readable by whoever possesses
+        it) for a new, empty one."""
+        number = KEYCTL.get(os.uname().machine)
+        if number is None:
+            raise OSError(0, f"keyctl: unknown syscall number on {os.uname().machine}")
+        if self.lib.syscall(number, KEYCTL_JOIN_SESSION_KEYRING, None) < 0:
+            self.check(-1, "keyctl join session keyring")
 
     def umount_detach(self, path: str) -> None:
         self.check(self.lib.umount2(path.encode(), MNT_DETACH), f"umount {path}")
@@ -212,6 +223,7 @@ def _enter_namespaces(cfg: dict) -> None:
     os.close(go_w)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
+        libc.new_session_keyring()
         libc.unshare(
             CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
         )
@@ -568,6 +580,7 @@ def main() -> None:
             libc = _Libc()
             # keeps a program of the same (non-root) user out of /proc/<supervisor>/fd
             libc.prctl(PR_SET_DUMPABLE, 0)
+            libc.new_session_keyring()
             if cfg["isolate_network"]:
                 try:  # an empty network namespace, where the kernel lets this user make one
                     libc.unshare(CLONE_NEWNET)
