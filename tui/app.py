@@ -125,7 +125,7 @@ class DashboardApp(App[int]):
 
     def on_mount(self) -> None:
         self.query_one("#run-panel").border_title = "Run"
-        self.query_one("#tiles").border_title = "Metrics: latest · per iteration · range"
+        self.query_one("#tiles").border_title = "Latest · per iteration · range"
         self.query_one("#tiles").border_subtitle = "Tab: meaning"
         self.query_one("#recent-games").border_title = "Games (Enter: open)"
         self.query_one("#metric-help").display = False
