@@ -1,4 +1,4 @@
-"""Pilot tests of the dashboard (`App.run_test`) on the recorded run in tests/data.
+"""Pilot tests of the dashboard (`App.run_test`) on the invented run in tests/data (edge cases).
 
 The app follows a real run folder here: the events are the recorded file (or parts of
 it, written while the app runs), and the controls are checked by reading the control
