@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             except Exception:
                 pass  # already failing: the first error is the one reported
             continue
-        print(f"{sink.tracker.name}: {sink.steps} iterations -> {sink.tracker.describe()}")
+        print(f"{sink.tracker.name}: {sink.iterations} iterations -> {sink.tracker.describe()}")
     if failed is not None:
         tracker, error = failed
         if isinstance(error, UserError):  # already names the problem and the fix

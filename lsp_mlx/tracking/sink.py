@@ -49,7 +49,7 @@ class TrackerSink:
         self.strict = strict
         self.failed = False
         self.started = False
-        self.steps = 0  # iterations logged, for the report's summary
+        self.iterations = 0  # iterations logged, for the report's summary
         self._games: list[Game] = []
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -115,7 +115,7 @@ class TrackerSink:
             rows = game_rows(games)
             if rows:
                 self.tracker.log_games(rows, step)
-            self.steps += 1
+            self.iterations += 1
         else:
             scalars = diagnostics_scalars(event.get("diagnostics") or {})
             if scalars:
