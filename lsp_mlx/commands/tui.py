@@ -7,7 +7,7 @@ Three ways in:
 - ``lsp-mlx tui --attach RUN_DIR`` follows a run that is going on or finished;
 - ``lsp-mlx tui`` opens a start screen listing the presets in ``configs/`` and recent runs.
 
-The train flags come from `lsp_mlx.commands.train.add_train_arguments`, so the two commands
+The train flags come from `lsp_mlx.commands.train_flags`, so the commands
 never disagree about them; this module imports neither MLX nor torch.
 """
 
@@ -17,45 +17,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from lsp_mlx.commands.train_flags import add_train_arguments, config_from_args
 from lsp_mlx.errors import UserError
 from lsp_mlx.tui.source import AttachedRun, LaunchedRun, RunSource
-
-# The flag -> config key pairs this command needs to find the run folder before training starts.
-FLAG_KEYS = {
-    "model": "model.path",
-    "iterations": "train.iterations",
-    "seed": "train.seed",
-    "backend": "train.backend",
-    "run_dir": "train.run_dir",
-}
-
-
-def _local_train_arguments(p: argparse.ArgumentParser) -> None:
-    """Fallback copy of the train flags, for builds whose train command lacks `add_train_arguments`."""
-    p.add_argument("--config", help="YAML preset, e.g. configs/demo.yaml")
-    p.add_argument("--model", help="model: 'default', a .gguf file, a local folder or a Hub id")
-    p.add_argument("--iterations", type=int, help="self-play iterations")
-    p.add_argument("--run-dir", help="run folder (default: the config's train.run_dir)")
-    p.add_argument(
-        "--resume", action="store_true", help="continue from the run folder's latest checkpoint"
-    )
-    p.add_argument("--seed", type=int, help="random seed")
-    p.add_argument("--backend", help="mlx or torch")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="SECTION.KEY=VALUE",
-        help="any other config key",
-    )
 
 
 def _add_train_flags(p: argparse.ArgumentParser) -> list[argparse.Action]:
     before = set(map(id, p._actions))
-    try:
-        from lsp_mlx.commands.train import add_train_arguments
-    except ImportError:
-        add_train_arguments = _local_train_arguments
     add_train_arguments(p)
     added = [a for a in p._actions if id(a) not in before]
     for action in added:
@@ -85,7 +53,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="seconds q waits for the trainer's final checkpoint before signalling it (default 120)",
     )
     p.add_argument(
-        "--screenshot", metavar="SVG", help="with --attach: save the dashboard as an SVG and exit"
+        "--runs-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="start screen: also list the runs in DIR (repeatable; ./runs and . are always listed)",
+    )
+    p.add_argument(
+        "--screenshot",
+        metavar="FILE.svg",
+        help="with --attach: save the dashboard as an SVG picture and exit",
     )
     p.add_argument(
         "--size", default="120x36", help="terminal size WxH for --screenshot (default 120x36)"
@@ -120,30 +97,13 @@ def train_argv(args: argparse.Namespace, actions: list[argparse.Action]) -> list
 
 def resolve_run_dir(args: argparse.Namespace) -> Path:
     """The run folder `lsp-mlx train` will use for these flags; validates the config on the way."""
-    try:
-        from lsp_mlx.commands.train import config_from_args
-    except ImportError:
-        config_from_args = _local_config_from_args
     return Path(config_from_args(args).train.run_dir)
-
-
-def _local_config_from_args(args: argparse.Namespace) -> object:
-    from lsp_mlx import config as cfg
-
-    overrides = cfg.parse_set(list(getattr(args, "set", None) or []))
-    for dest, key in FLAG_KEYS.items():
-        value = getattr(args, dest, None)
-        if value is not None:
-            overrides[key] = value
-    return cfg.load(getattr(args, "config", None), overrides)
 
 
 def check_run_dir(run_dir: Path, resume: bool) -> None:
     """Fail before the dashboard opens for what the trainer would refuse (an occupied run folder)."""
-    try:
-        from lsp_mlx.trainer import check_run_dir as trainer_check
-    except ImportError:
-        return  # the trainer checks again and the dashboard shows its error
+    from lsp_mlx.trainer import check_run_dir as trainer_check
+
     trainer_check(run_dir, resume)
 
 
@@ -186,6 +146,11 @@ def run(args: argparse.Namespace) -> int:
         source = LaunchedRun(forwarded, run_dir, resume=resume)
         config_label = getattr(args, "config", None)
     if args.screenshot:
+        if Path(args.screenshot).suffix.lower() != ".svg":
+            raise UserError(
+                f"--screenshot {args.screenshot!r}: the dashboard is saved as SVG only; "
+                "name the file with .svg (convert it to PNG with any SVG tool)"
+            )
         if not isinstance(source, AttachedRun):
             raise UserError(
                 "--screenshot needs --attach RUN_DIR: it draws an existing run and exits"
@@ -193,7 +158,11 @@ def run(args: argparse.Namespace) -> int:
         return _screenshot(DashboardApp(source), Path(args.screenshot), _size(args.size))
 
     app = DashboardApp(
-        source, stop_timeout=args.stop_timeout, config_label=config_label, launcher=launch_preset
+        source,
+        stop_timeout=args.stop_timeout,
+        config_label=config_label,
+        launcher=launch_preset,
+        runs_dirs=[Path(d) for d in args.runs_dir],
     )
     try:
         code = app.run()
