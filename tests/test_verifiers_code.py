@@ -13,7 +13,11 @@ from lsp_mlx.verifiers.code import (
     solution_names,
     split_test,
 )
-from lsp_mlx.verifiers.sandbox import SandboxLimits
+from lsp_mlx.verifiers.sandbox import SandboxLimits, isolation_problem
+
+needs_sandbox = pytest.mark.skipif(
+    isolation_problem() is not None, reason=f"no OS-level sandbox here: {isolation_problem()}"
+)
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(2, 2) == 4"]
 
@@ -39,6 +43,7 @@ def test_parse_tests_and_function_name():
     assert function_name(["assert len(x) == 1"]) is None
 
 
+@needs_sandbox
 def test_pass_fraction_counts_each_test():
     report = run_tests(
         "def add(a, b):\n    print('noise', a)\n    return a + b if a != 2 else 5", TESTS
@@ -46,11 +51,13 @@ def test_pass_fraction_counts_each_test():
     assert report.results == [True, True, False] and report.fraction == 2 / 3
 
 
+@needs_sandbox
 def test_printed_text_cannot_fake_a_pass():
     fake = "import sys\nfor i in range(3):\n    sys.__stdout__.write(f'xxxx {i} 1\\n')\ndef add(a, b):\n    return None"
     assert run_tests(fake, TESTS).passed == 0
 
 
+@needs_sandbox
 def test_hostile_solutions_score_zero_and_return():
     limits = SandboxLimits(timeout_s=1.5, cpu_seconds=3, memory_mb=256)
     hostile = [
@@ -65,6 +72,7 @@ def test_hostile_solutions_score_zero_and_return():
     assert reports[0].load_error == "Timeout" and reports[-1].load_error == "NoCode"
 
 
+@needs_sandbox
 def test_a_test_that_hangs_keeps_the_results_before_it():
     solution = (
         "def add(a, b):\n    if a == 2:\n        while True:\n            pass\n    return a + b"
