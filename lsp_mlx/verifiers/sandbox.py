@@ -167,19 +167,20 @@ def _read_only_paths() -> list[str]:
 
 
 def _macos_profile(workdir: str) -> str:
-    """Deny by default; read the system and Python, write only the work folder; no network."""
+    """Deny by default; read the system and Python, write only the work folder; no network, no
+    Mach services. Metadata (stat) is readable everywhere: ``realpath`` needs it."""
     python = [os.path.realpath(sys.prefix), os.path.dirname(_BOOT)] + _read_only_paths()
     read = " ".join(
         f'(subpath "{p}")' for p in ["/usr", "/System", "/Library", "/private/var/db"] + python
     )
-    executables = {sys.executable, os.path.realpath(sys.executable)}
+    run = " ".join(f'(subpath "{p}")' for p in python)  # framework builds re-exec Python.app
     return (
         "(version 1)(deny default)(allow process-fork)(allow signal (target same-sandbox))"
-        "(allow sysctl-read)(allow mach-lookup)"
-        f'(allow file-read* {read} (literal "/") (literal "/dev/null") (literal "/dev/urandom")'
-        f' (subpath "{workdir}"))'
+        "(allow sysctl-read)(allow file-read-metadata)"
+        f'(allow file-read* {read} (literal "/dev/null") (literal "/dev/urandom")'
+        f' (literal "/private/etc/localtime") (subpath "{workdir}"))'
         f'(allow file-write* (subpath "{workdir}") (literal "/dev/null"))'
-        "(allow process-exec " + " ".join(f'(literal "{e}")' for e in executables) + ")"
+        f'(allow process-exec {run} (literal "{sys.executable}"))'
     )
 
 
@@ -344,7 +345,10 @@ def isolation_problem() -> str | None:
     with _problem_lock:
         if not _problem:
             try:
-                run_python("pass", SandboxLimits(timeout_s=10))
+                r = run_python("print('ok')", SandboxLimits(timeout_s=10))
+                if r.stdout != "ok\n":  # e.g. a sandbox-exec profile this macOS refuses
+                    tail = " ".join((r.stderr or f"exit status {r.returncode}").split())[-300:]
+                    raise _unavailable(f"a trivial program failed in the sandbox: {tail}")
                 _problem.append(None)
             except SandboxUnavailable as e:
                 _problem.append(str(e))
