@@ -24,10 +24,12 @@ from pathlib import Path
 
 import pytest
 
+from lsp_mlx.errors import UserError
 from lsp_mlx.verifiers.code import run_tests
 from lsp_mlx.verifiers.sandbox import (
     SandboxLimits,
     SandboxUnavailable,
+    check_isolation,
     isolation_problem,
     run_python,
     sandbox_user,
@@ -712,7 +714,10 @@ def test_without_namespaces_code_is_refused_unless_python_isolation_is_chosen():
 def test_unknown_isolation_is_an_error():
     with pytest.raises(ValueError, match="isolation"):
         run_python("pass", SandboxLimits(isolation="none"))
-    assert issubclass(SandboxUnavailable, Exception)
+    with pytest.raises(UserError, match="sandbox_isolation"):
+        check_isolation("none")
+    check_isolation("os")  # available here (the module is skipped otherwise)
+    assert issubclass(SandboxUnavailable, UserError)
 
 
 # ------------------------------------------------------------------ as an ordinary user
