@@ -456,8 +456,12 @@ def test_games_refuse_what_cannot_run_data_parallel():
     check_data_parallel("spin", ranks=1, num_queries=1)  # one process: every game
 
 
-def test_launch_fails_when_the_ranks_fail(tmp_path):
-    """mlx.launch exits 0 whatever its ranks do; lsp-mlx launch reads rank 0's events instead."""
+def test_launch_fails_when_the_ranks_fail(tiny_model, tmp_path):
+    """mlx.launch exits 0 whatever its ranks do; lsp-mlx launch reads rank 0's events instead.
+
+    The fault is one only a rank finds (LoRA on more blocks than the model has, found when the
+    model is built); launch itself checks the config, run dir and model path before spawning.
+    """
     proc = run_cli(
         "launch",
         "-n",
@@ -468,11 +472,13 @@ def test_launch_fails_when_the_ranks_fail(tmp_path):
         "--config",
         "configs/tiny.yaml",
         "--model",
-        str(tmp_path / "missing"),
+        str(tiny_model),
         "--run-dir",
         str(tmp_path / "run"),
-        timeout=120,
+        "--set",
+        "lora.num_layers=99",
+        timeout=240,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert "is not an existing path" in proc.stderr
+    assert "lora.num_layers" in proc.stderr
     assert "lsp-mlx: error: the run did not finish (status: none)" in proc.stderr

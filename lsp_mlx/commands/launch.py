@@ -189,8 +189,6 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(parsed)
     if not args.hostfile:
         check_data_parallel(config.game.name, args.processes, config.game.num_queries)
-    check_run_dir(config.train.run_dir, parsed.resume)
-    resolve_run_model(config)  # a GGUF is converted once here, not by every rank at once
     engine = config.train.backend
     if engine == "torch":
         if args.hostfile:
@@ -202,10 +200,12 @@ def run(args: argparse.Namespace) -> int:
         cmd = mlx_command(
             train_args, args.processes, args.port, args.hostfile, args.mlx_backend, sys.executable
         )
-    print(f"lsp-mlx: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     if args.print_only:
         print(shlex.join(cmd))
         return 0
+    check_run_dir(config.train.run_dir, parsed.resume)
+    resolve_run_model(config)  # a GGUF is converted once here, not by every rank at once
+    print(f"lsp-mlx: {shlex.join(cmd)}", file=sys.stderr, flush=True)
     run_dir = Path(config.train.run_dir)
     ends_before = _run_ends(run_dir) or []
     # local ranks inherit this and end when this process ends (`lsp_mlx.distributed`)
