@@ -300,8 +300,8 @@ def _section_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _renamed(section: str, values: dict[Any, Any]) -> dict[Any, Any]:
-    """Map old key spellings to the new ones, with a hint on stderr (once per key)."""
+def _renamed(section: str, values: dict[Any, Any], hints: list[str]) -> dict[Any, Any]:
+    """Map old key spellings to the new ones; a hint per old key goes to ``hints``."""
     out: dict[Any, Any] = {}
     for key, value in values.items():
         old = f"{section}.{key}"
@@ -314,12 +314,7 @@ def _renamed(section: str, values: dict[Any, Any]) -> dict[Any, Any]:
             raise ConfigError(
                 f"{old} and {new} are both set: {old} is the old name of {new}, keep only {new}"
             )
-        if old not in _hinted:
-            _hinted.add(old)
-            print(
-                f"lsp-mlx: note: {old} is now called {new}: rename it in your config or --set flag",
-                file=sys.stderr,
-            )
+        hints.append(old)
         out[new_key] = value
     return out
 
@@ -341,6 +336,7 @@ def from_dict(data: dict[str, Any] | None, base: Config | None = None) -> Config
             f"a config must be a mapping of sections (model, lora, game, reward, train), got {data!r}"
         )
     sections = _section_types(Config)
+    hints: list[str] = []
     for section, values in (data or {}).items():
         if section not in sections:
             raise ConfigError(f"unknown config section {section!r}{_nearest(section, sections)}")
@@ -354,7 +350,7 @@ def from_dict(data: dict[str, Any] | None, base: Config | None = None) -> Config
         current = getattr(config, section)
         types_ = _section_types(type(current))
         updates = {}
-        for key, value in _renamed(section, values).items():
+        for key, value in _renamed(section, values, hints).items():
             if key not in types_:
                 raise ConfigError(f"unknown config key '{section}.{key}'{_nearest(key, types_)}")
             if (section, key) == ("train", "report_to"):
@@ -362,6 +358,15 @@ def from_dict(data: dict[str, Any] | None, base: Config | None = None) -> Config
             updates[key] = _coerce(value, types_[key], f"{section}.{key}")
         setattr(config, section, dataclasses.replace(current, **updates))
     validate(config)
+    # after validation: an invalid config is one error line, not hints and an error
+    for old in hints:
+        if old not in _hinted:
+            _hinted.add(old)
+            new = RENAMED_KEYS[old]
+            print(
+                f"lsp-mlx: note: {old} is now called {new}: rename it in your config or --set flag",
+                file=sys.stderr,
+            )
     return config
 
 
