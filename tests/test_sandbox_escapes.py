@@ -217,6 +217,17 @@ def test_the_program_is_an_unprivileged_user_without_capabilities():
         assert int(outside) == os.geteuid()
 
 
+@pytest.mark.skipif(
+    not os.path.exists("/usr/bin/mount") or not os.stat("/usr/bin/mount").st_mode & 0o4000,
+    reason="needs a setuid /usr/bin/mount",
+)
+def test_a_setuid_binary_gives_no_privilege():
+    r = run_python(
+        "import os\nos.execv('/usr/bin/mount', ['mount', '-t', 'tmpfs', 'x', '/usr'])", BARE
+    )
+    assert r.returncode != 0 and "permission denied" in r.stderr
+
+
 # ------------------------------------------------------------------ files outside the work folder
 
 
