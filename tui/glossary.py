@@ -58,11 +58,11 @@ METRICS: dict[str, Metric] = {
         Metric(
             "kl",
             "KL",
-            "mean KL estimate between the policy and the reference (the base model, adapter "
-            "off) over the trained sequences: how far training has moved the model. With "
-            "train.kl_estimator k1 (log pi - log pi_ref of the sampled sequence) one estimate "
-            "can be negative, as only its expectation is >= 0, so a small negative mean is "
-            "normal; k3 is never negative",
+            "mean over the trained sequences of log pi(c|p) - log pi_ref(c|p), the policy "
+            "against the reference (the base model, adapter off): how far training has moved "
+            "the model. This k1 estimate (whatever train.kl_estimator the loss uses) of one "
+            "sampled sequence can be negative, as only its expectation is >= 0, so a small "
+            "negative mean over few sequences is normal",
             "small (near 0)",
             "nats per sequence",
         ),

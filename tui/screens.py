@@ -89,6 +89,7 @@ CONTROL = (
     "signals: SIGINT/SIGTERM stop with a checkpoint, SIGUSR1 saves one."
 )
 RUN_TERMS = [
+    ("Config", "the preset · the game · N queries × G answers · the learning rate"),
     ("Iteration i / N", "the last iteration with metrics, of the run's train.iterations"),
     ("Elapsed · ETA", "time since run_start (frozen at the end) · time left at the recent pace"),
     ("Memory", "the highest memory/peak_gb of any iteration"),

@@ -69,7 +69,7 @@ PLOTS: list[tuple[str, str, list[tuple[str, str]]]] = [
     ("plot-kl", "KL (nats/seq)", [("KL", "kl")]),
     ("plot-zero-var", "Zero-var share", [("share", "zero_variance_groups")]),
     ("plot-tokens", "Tokens / s", [("tokens/s", "tokens_per_sec")]),
-    ("plot-answer-tokens", "Answer length (tokens)", [("tokens", "answer_tokens_mean")]),
+    ("plot-answer-tokens", "Answer tokens", [("tokens", "answer_tokens_mean")]),
 ]
 PLOT_COLORS = ["cyan", "orange", "green"]
 BLOCKS = "▁▂▃▄▅▆▇█"
@@ -256,7 +256,7 @@ class RunPanel(Static):
         if key == self._shown:
             return
         self._shown = key
-        grid = Table.grid(padding=(0, 1))
+        grid = Table.grid(padding=(0, 1), expand=True)  # expand: a long value ends in …
         grid.add_column(style="bold", no_wrap=True, min_width=10)
         grid.add_column(overflow="ellipsis", no_wrap=True)
         status = dict(rows).get("Status", "")
@@ -558,9 +558,9 @@ def _config_summary(config: dict[str, object]) -> str:
         return ""
     parts = [str(game.get("name", "?"))]  # type: ignore[union-attr]
     if "num_queries" in game and "group_size" in game:  # type: ignore[operator]
-        parts.append(f"N={game['num_queries']} G={game['group_size']}")  # type: ignore[index]
+        parts.append(f"{game['num_queries']}×{game['group_size']}")  # type: ignore[index]
     if "learning_rate" in train:  # type: ignore[operator]
-        parts.append(f"lr {train['learning_rate']:g}")  # type: ignore[index]
+        parts.append(f"lr {significant(train['learning_rate'], 2)}")  # type: ignore[index]
     return " · ".join(parts)
 
 
