@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import platform
 import resource
 import sys
@@ -39,6 +38,16 @@ from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model, load  # noqa: E402
 
 from lsp_mlx.backends.base import Completion, RoleTotals, StepStats  # noqa: E402
+from lsp_mlx.backends.mlx_forward import (  # noqa: E402
+    Forward,
+    Pass,
+    Scored,
+    common_prefix_length,
+    completion_positions,
+    plan_passes,
+    sequence_passes,
+    token_budget,
+)
 from lsp_mlx.config import Config  # noqa: E402
 from lsp_mlx.errors import UserError  # noqa: E402
 from lsp_mlx.models import resolve_model  # noqa: E402
@@ -47,64 +56,38 @@ from lsp_mlx.records import PolicySample  # noqa: E402
 ADAPTER_FILE = "adapters.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
-PAD_MULTIPLE = 32  # pad sequence lengths to few distinct shapes (fewer allocations to cache)
 
 
-def token_logprobs(model: nn.Module, inputs: mx.array, targets: mx.array) -> mx.array:
-    """log pi(targets[t] | inputs[:t+1]) for every position: (B, L) from (B, L) ids."""
-    logits = model(inputs)
-    return -nn.losses.cross_entropy(logits.astype(mx.float32), targets, reduction="none")
-
-
-def policy_loss(
+def pass_loss(
     model: nn.Module,
-    inputs: mx.array,  # (B, L)
-    targets: mx.array,  # (B, L)
-    mask: mx.array,  # (B, L) 1 on completion tokens
-    advantages: mx.array,  # (B,)
-    weights: mx.array,  # (B,) 0 for padding rows
-    ref_logprobs: mx.array,  # (B, L) reference token log-probs, masked
+    forward: Forward,
+    p: Pass,
+    x_prefix: mx.array | None,
+    x_suffix: mx.array,
+    scored: Scored,
+    advantages: mx.array,  # (rows,)
+    weights: mx.array,  # (rows,)
+    ref_logprobs: mx.array,  # (N,) reference log-prob of each scored token
     beta: float,
     k3: bool,
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """The loss of ALGORITHMS.md §1 on one micro-batch.
+    """The loss of ALGORITHMS.md §1 on one pass (one prompt, several completions).
 
     Returns (loss, (per-sample sequence log-ratio log pi - log pi_ref, per-sample loss)); the
     log-ratio is what StepStats.kl reports whichever estimator enters the loss.
     """
-    tok_lp = token_logprobs(model, inputs, targets) * mask
-    seq_lp = tok_lp.sum(axis=-1)
+    hidden = forward.top(p, x_prefix, x_suffix)
+    tok_lp = forward.token_logprobs(hidden, scored.flat_positions, scored.targets)
+    seq_lp = scored.segments @ tok_lp
     ratio = mx.exp(seq_lp - mx.stop_gradient(seq_lp))  # 1 in value, d ratio = d log pi
-    log_ratio = seq_lp - ref_logprobs.sum(axis=-1)
+    log_ratio = seq_lp - scored.segments @ ref_logprobs
     if k3:
-        r = (ref_logprobs - tok_lp) * mask
-        kl = ((mx.exp(r) - r - 1) * mask).sum(axis=-1)
+        r = ref_logprobs - tok_lp
+        kl = scored.segments @ (mx.exp(r) - r - 1)
     else:
         kl = log_ratio
     per_sample = -(ratio * advantages - beta * kl)
     return (weights * per_sample).sum(), (mx.stop_gradient(log_ratio), per_sample)
-
-
-def _pad_to(n: int, multiple: int) -> int:
-    return max(multiple, int(math.ceil(n / multiple)) * multiple)
-
-
-def _batch_arrays(
-    pairs: list[tuple[list[int], list[int]]], rows: int
-) -> tuple[mx.array, mx.array, mx.array]:
-    """Right-padded (inputs, targets, completion mask) for prompt+completion pairs."""
-    longest = max(len(p) + len(c) - 1 for p, c in pairs)
-    length = _pad_to(longest, PAD_MULTIPLE)
-    inputs = [[0] * length for _ in range(rows)]
-    targets = [[0] * length for _ in range(rows)]
-    mask = [[0.0] * length for _ in range(rows)]
-    for i, (prompt, completion) in enumerate(pairs):
-        full = prompt + completion
-        inputs[i][: len(full) - 1] = full[:-1]
-        targets[i][: len(full) - 1] = full[1:]
-        for t in range(len(prompt) - 1, len(full) - 1):
-            mask[i][t] = 1.0
-    return mx.array(inputs), mx.array(targets), mx.array(mask)
 
 
 class MLXBackend:
@@ -168,7 +151,8 @@ class MLXBackend:
             bias_correction=True,
         )
         self.optimizer.init(self.model.trainable_parameters())
-        self._loss_and_grad = nn.value_and_grad(self.model, policy_loss)
+        self.forward = Forward(self.model, len(self.model.layers) - self.num_layers)
+        self._loss_and_grad = nn.value_and_grad(self.model, pass_loss)
 
     # ------------------------------------------------------------------ facts
     def _should_dequantize(self) -> bool:
@@ -299,23 +283,23 @@ class MLXBackend:
         return [cache] * n
 
     # -------------------------------------------------------------- scoring
-    def _micro_batches(self, items: list[Any]) -> Iterator[list[Any]]:
-        size = self.config.train.micro_batch_size
-        for start in range(0, len(items), size):
-            yield items[start : start + size]
+    def _budget(self, lengths: list[int]) -> int:
+        return token_budget(lengths, self.config.train.micro_batch_size)
 
     def sequence_logprobs(
         self, pairs: list[tuple[list[int], list[int]]], adapter: bool = True
     ) -> list[float]:
-        out: list[float] = []
+        out = [0.0] * len(pairs)
+        budget = self._budget([len(p) + len(c) for p, c in pairs])
         self.model.eval()
         try:
             with self._maybe_disabled(adapter):
-                for chunk in self._micro_batches(pairs):
-                    rows = self.config.train.micro_batch_size
-                    inputs, targets, mask = _batch_arrays(chunk, rows)
-                    seq = (token_logprobs(self.model, inputs, targets) * mask).sum(axis=-1)
-                    out.extend(seq.tolist()[: len(chunk)])
+                for p, completions in sequence_passes(pairs, budget):
+                    scored = completion_positions(p, completions)
+                    hidden = self.forward.top(p, *self.forward.trunk(p))
+                    tok = self.forward.token_logprobs(hidden, scored.flat_positions, scored.targets)
+                    for i, lp in zip(p.owners, (scored.segments @ tok).tolist()):
+                        out[i] = lp
         finally:
             self.model.train()
         return out
@@ -323,30 +307,77 @@ class MLXBackend:
     def next_token_logprobs(
         self, prompts: list[list[int]], token_ids: list[int], adapter: bool = True
     ) -> list[list[float]]:
-        """log p(t | prompt) of each token id in ``token_ids`` at the position after each prompt."""
-        out: list[list[float]] = []
+        """log p(t | prompt) of each token id in ``token_ids`` at the position after each prompt.
+
+        The prompts' longest common prefix (the judge's rubric) runs once for all of them.
+        """
+        out: list[list[float]] = [[] for _ in prompts]
+        if not prompts:
+            return out
         ids = mx.array(token_ids)
+        shared = common_prefix_length(prompts)
+        passes = plan_passes(
+            [p[:shared] for p in prompts],
+            [p[shared:] for p in prompts],
+            self._budget([len(p) for p in prompts]),
+        )
         self.model.eval()
         try:
             with self._maybe_disabled(adapter):
-                for chunk in self._micro_batches(prompts):
-                    rows = len(chunk)
-                    length = _pad_to(max(len(p) for p in chunk), PAD_MULTIPLE)
-                    inputs = mx.array([p + [0] * (length - len(p)) for p in chunk])
-                    last = mx.array([len(p) - 1 for p in chunk])
-                    hidden = self.model.model(inputs)  # (B, L, D)
-                    h_last = hidden[mx.arange(rows), last]  # (B, D)
-                    logits = self._lm_head(h_last).astype(mx.float32)
-                    lp = logits - mx.logsumexp(logits, axis=-1, keepdims=True)
-                    out.extend(lp[:, ids].tolist())
+                for p in passes:
+                    hidden = self.forward.top(p, *self.forward.trunk(p))
+                    width = hidden.shape[1]
+                    last = mx.array([i * width + len(s) - 1 for i, s in enumerate(p.suffixes)])
+                    lp = self.forward.log_softmax_at(hidden, last)
+                    for i, row in zip(p.owners, lp[:, ids].tolist()):
+                        out[i] = row
         finally:
             self.model.train()
         return out
 
-    def _lm_head(self, hidden: mx.array) -> mx.array:
-        if getattr(self.model, "lm_head", None) is not None and "lm_head" in self.model:
-            return self.model.lm_head(hidden)
-        return self.model.model.embed_tokens.as_linear(hidden)
+    def loss_and_gradients(
+        self, samples: list[PolicySample], beta: float, kl_estimator: str = "k1"
+    ) -> tuple[float, dict[str, Any], RoleTotals]:
+        """The step's loss, the summed gradients of its passes (evaluated) and the per-role sums.
+
+        One pass per prompt (or per token budget of its completions): the frozen trunk once,
+        the reference top blocks without gradient, then the policy's loss and gradients.
+        """
+        k3 = kl_estimator == "k3"
+        pairs = [(s.prompt, s.completion) for s in samples]
+        budget = self._budget([len(p) + len(c) for p, c in pairs])
+        grads_acc = None
+        loss_total = mx.array(0.0)
+        roles = RoleTotals()
+        passes = sequence_passes(pairs, budget)
+        covered = {i for p, _ in passes for i in p.owners}
+        # a sample without completion tokens has log-prob and KL 0 and no gradient
+        empty = [s for i, s in enumerate(samples) if i not in covered]
+        if empty:
+            per_sample = [-s.advantage for s in empty]
+            loss_total = loss_total + sum(s.weight * x for s, x in zip(empty, per_sample))
+            roles.add(empty, [0.0] * len(empty), per_sample)
+        for p, completions in passes:
+            chunk = [samples[i] for i in p.owners]
+            scored = completion_positions(p, completions)
+            adv = mx.array([s.advantage for s in chunk])
+            w = mx.array([s.weight for s in chunk])
+            x_prefix, x_suffix = self.forward.trunk(p)
+            with self.adapter_disabled():
+                ref_hidden = self.forward.top(p, x_prefix, x_suffix)
+                ref = mx.stop_gradient(
+                    self.forward.token_logprobs(ref_hidden, scored.flat_positions, scored.targets)
+                )
+            (loss, (kl, per_sample)), grads = self._loss_and_grad(
+                self.model, self.forward, p, x_prefix, x_suffix, scored, adv, w, ref, beta, k3
+            )
+            grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
+            loss_total = loss_total + loss
+            mx.eval(loss_total, grads_acc, kl, per_sample)
+            roles.add(chunk, kl.tolist(), per_sample.tolist())
+        if grads_acc is None:  # no completion token: the gradient is zero
+            grads_acc = tree_map(mx.zeros_like, self.model.trainable_parameters())
+        return float(loss_total.item()), grads_acc, roles
 
     # ------------------------------------------------------------- training
     def train_step(
@@ -356,30 +387,12 @@ class MLXBackend:
         kl_estimator: str = "k1",
         grad_reduce: Callable[[Any], Any] | None = None,
     ) -> StepStats:
+        """The gradients of `loss_and_gradients`, summed over ranks by ``grad_reduce`` when
+        given, then one clipped AdamW step."""
         if not samples and grad_reduce is None:
             return StepStats(loss=0.0, kl=0.0, grad_norm=0.0, tokens=0)
-        rows = self.config.train.micro_batch_size
-        grads_acc = None
-        loss_total = mx.array(0.0)
-        roles = RoleTotals()
-        for chunk in self._micro_batches(samples):
-            pairs = [(s.prompt, s.completion) for s in chunk]
-            inputs, targets, mask = _batch_arrays(pairs, rows)
-            pad = rows - len(chunk)
-            adv = mx.array([s.advantage for s in chunk] + [0.0] * pad)
-            w = mx.array([s.weight for s in chunk] + [0.0] * pad)
-            with self.adapter_disabled():
-                ref = mx.stop_gradient(token_logprobs(self.model, inputs, targets) * mask)
-            (loss, (kl, per_sample)), grads = self._loss_and_grad(
-                self.model, inputs, targets, mask, adv, w, ref, beta, kl_estimator == "k3"
-            )
-            grads_acc = grads if grads_acc is None else tree_map(mx.add, grads_acc, grads)
-            loss_total = loss_total + loss
-            mx.eval(loss_total, grads_acc, kl, per_sample)
-            roles.add(chunk, kl.tolist(), per_sample.tolist())  # zip drops the padding rows
+        loss_total, grads_acc, roles = self.loss_and_gradients(samples, beta, kl_estimator)
         if grad_reduce is not None:  # the global gradient is the sum over ranks (see Backend)
-            if grads_acc is None:
-                grads_acc = tree_map(mx.zeros_like, self.model.trainable_parameters())
             grads_acc = grad_reduce(grads_acc)
         grad_norm = mx.sqrt(sum(mx.sum(g * g) for _, g in tree_flatten(grads_acc)))
         if self.config.train.max_grad_norm > 0:
@@ -387,7 +400,7 @@ class MLXBackend:
         self.optimizer.update(self.model, grads_acc)
         mx.eval(self.model.trainable_parameters(), self.optimizer.state, grad_norm)
         return StepStats(
-            loss=loss_total.item(),
+            loss=loss_total,
             kl=roles.mean_kl(),
             grad_norm=grad_norm.item(),
             tokens=sum(len(s.completion) for s in samples),
