@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+
 import pytest
 from conftest import REPO, run_cli
 
@@ -17,8 +20,16 @@ def fails(capsys, *argv: str) -> str:
 
 
 def tiny_args(tiny_model, tmp_path, *extra: str) -> list[str]:
-    return ["train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tiny_model),
-            "--run-dir", str(tmp_path / "run"), *extra]
+    return [
+        "train",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--model",
+        str(tiny_model),
+        "--run-dir",
+        str(tmp_path / "run"),
+        *extra,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -55,24 +66,57 @@ def test_unknown_key_in_yaml_file(capsys, tmp_path):
 
 
 def test_missing_model_and_non_model_file(capsys, tmp_path):
-    err = fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tmp_path / "nope"),
-                "--run-dir", str(tmp_path / "run"))
+    err = fails(
+        capsys,
+        "train",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--model",
+        str(tmp_path / "nope"),
+        "--run-dir",
+        str(tmp_path / "run"),
+    )
     assert "nope" in err
     text = tmp_path / "weights.txt"
     text.write_text("not a model")
-    err = fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(text),
-                "--run-dir", str(tmp_path / "run2"))
+    err = fails(
+        capsys,
+        "train",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--model",
+        str(text),
+        "--run-dir",
+        str(tmp_path / "run2"),
+    )
     assert "GGUF" in err or "model folder" in err
     fake = tmp_path / "fake.gguf"
     fake.write_text("hello")
-    assert "GGUF" in fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(fake),
-                           "--run-dir", str(tmp_path / "run3"))
+    assert "GGUF" in fails(
+        capsys,
+        "train",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--model",
+        str(fake),
+        "--run-dir",
+        str(tmp_path / "run3"),
+    )
     assert not any((tmp_path / d / "events.jsonl").exists() for d in ("run", "run2", "run3"))
 
 
 def test_reward_model_without_score_head(capsys, tiny_model, tmp_path):
-    err = fails(capsys, *tiny_args(tiny_model, tmp_path, "--set", "reward.source=reward_model",
-                                   "--set", f"reward.reward_model={tiny_model}"))
+    err = fails(
+        capsys,
+        *tiny_args(
+            tiny_model,
+            tmp_path,
+            "--set",
+            "reward.source=reward_model",
+            "--set",
+            f"reward.reward_model={tiny_model}",
+        ),
+    )
     assert "no score head" in err
     assert not (tmp_path / "run" / "config.yaml").exists()
 
@@ -80,8 +124,16 @@ def test_reward_model_without_score_head(capsys, tiny_model, tmp_path):
 def test_unwritable_run_dir(capsys, tiny_model, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    err = fails(capsys, "train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tiny_model),
-                "--run-dir", str(blocker / "run"))
+    err = fails(
+        capsys,
+        "train",
+        "--config",
+        str(REPO / "configs/tiny.yaml"),
+        "--model",
+        str(tiny_model),
+        "--run-dir",
+        str(blocker / "run"),
+    )
     assert "not writable" in err
 
 
@@ -89,7 +141,9 @@ def test_existing_run_is_not_overwritten_and_resume_checks_config(capsys, tiny_m
     assert main(tiny_args(tiny_model, tmp_path, "--iterations", "1")) == 0
     capsys.readouterr()
     events = (tmp_path / "run" / "events.jsonl").read_bytes()
-    assert "already holds a run" in fails(capsys, *tiny_args(tiny_model, tmp_path, "--iterations", "1"))
+    assert "already holds a run" in fails(
+        capsys, *tiny_args(tiny_model, tmp_path, "--iterations", "1")
+    )
     err = fails(capsys, *tiny_args(tiny_model, tmp_path, "--resume", "--set", "train.beta=0.5"))
     assert "different config" in err and "train.beta" in err
     assert (tmp_path / "run" / "events.jsonl").read_bytes() == events
@@ -100,3 +154,34 @@ def test_exit_code_from_a_real_process(tmp_path):
     proc = run_cli("train", "--set", "game.group_size=1", "--run-dir", str(tmp_path / "r"))
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "group_size" in proc.stderr
+
+
+def test_control_queues_for_a_live_trainer_only(capsys, tmp_path):
+    from lsp_mlx.control import ControlReader
+
+    run = tmp_path / "run"
+    run.mkdir()
+    events = run / "events.jsonl"
+    start = {"v": 1, "type": "run_start", "time": 0.0, "pid": os.getpid()}  # this process: alive
+    events.write_text(json.dumps(start) + "\n")
+    assert main(["control", str(run), "pause"]) == 0
+    assert "queued pause" in capsys.readouterr().out
+    assert ControlReader(run).poll() == ["pause"]  # what the trainer reads
+    with events.open("a") as fh:
+        fh.write(json.dumps({"v": 1, "type": "run_end", "time": 1.0, "status": "finished"}) + "\n")
+    err = fails(capsys, "control", str(run), "stop")
+    assert "no trainer is running" in err and "(finished)" in err and "--resume" in err
+    assert ControlReader(run).poll() == []  # nothing was queued
+    with events.open("a") as fh:  # resumed: a new run_start after the run_end is live again
+        fh.write(json.dumps({**start, "time": 2.0}) + "\n")
+    assert main(["control", str(run), "checkpoint"]) == 0
+    assert ControlReader(run).poll() == ["checkpoint"]
+
+
+def test_export_takes_the_adapter_as_a_flag_or_a_positional(capsys, tmp_path):
+    missing = str(tmp_path / "missing")
+    out = str(tmp_path / "out")
+    for argv in (["export", "--adapter", missing, "--out", out], ["export", missing, "--out", out],
+                 ["export", missing, "--adapter", missing, "--out", out]):  # fmt: skip
+        assert "does not exist" in fails(capsys, *argv)
+    assert not (tmp_path / "out").exists()

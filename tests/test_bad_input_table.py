@@ -352,6 +352,9 @@ CASES: list[tuple[str, str, str]] = [
     ("export-out-foreign", "export --adapter {run} --out {not_a_run}", "is not an lsp-mlx export"),
     ("export-private-alone", "export --adapter {run} --out {case}/e --private", "--private only applies"),
     ("export-dry-run-alone", "export --adapter {run} --out {case}/e --dry-run", "--dry-run lists"),
+    ("export-bad-repo-id", "export --adapter {run} --out {case}/e --push-to-hub 'bad id' --dry-run", "is not a valid Hub repo id"),
+    ("export-bad-repo-id-slashes", "export --adapter {run} --out {case}/e --push-to-hub a/b/c", "is not a valid Hub repo id"),
+    ("export-wrong-base", "export --adapter {run} --out {case}/e --model {other_model}", "does not fit this base model"),
     ("export-model-missing", "export --adapter {run} --out {case}/e --model {root}/nope", "nope"),
     # ---------------------------------------------------------------- chat
     ("chat-no-adapter", "chat", "--adapter"),

@@ -46,7 +46,7 @@ def trained_run(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 @pytest.fixture(scope="module")
 def export_dir(trained_run: Path) -> Path:
     out = trained_run.parent / "exports" / "x"
-    result = run_cli("export", str(trained_run), "--out", str(out), "--fuse")
+    result = run_cli("export", "--adapter", str(trained_run), "--out", str(out), "--fuse")
     assert result.returncode == 0, result.stderr
     assert "fused/" in result.stdout and "lsp-mlx chat --adapter" in result.stdout
     return out
@@ -193,6 +193,10 @@ def test_checkpoint_selection_and_errors(trained_run: Path, tmp_path: Path) -> N
     ckpt = trained_run / "checkpoints" / "iter-000001" / "adapters.safetensors"
     assert (first.out_dir / "adapters.safetensors").read_bytes() == ckpt.read_bytes()
     assert first.source.iteration == 1
+    # the checkpoint folder itself names the same adapter, as part of its run
+    by_folder = export_adapter(trained_run / "checkpoints" / "iter-000001", tmp_path / "by-folder")
+    assert by_folder.source.kind == "run" and by_folder.source.iteration == 1
+    assert (by_folder.out_dir / "adapters.safetensors").read_bytes() == ckpt.read_bytes()
     assert "- Iterations: 1 of 2 planned" in (first.out_dir / "README.md").read_text()
     # exporting again over an earlier export replaces it
     again = export_adapter(trained_run, tmp_path / "it1", checkpoint=2)

@@ -88,6 +88,10 @@ def run(args: argparse.Namespace) -> int:
     from lsp_mlx.outputs import check_writable_dir
 
     check_writable_dir(args.out, "--out")
+    if args.push_to_hub:
+        from lsp_mlx.export.hub import check_repo_id
+
+        check_repo_id(args.push_to_hub)  # before the export, not after it
     from lsp_mlx import blas
 
     blas.preload()

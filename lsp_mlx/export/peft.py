@@ -157,7 +157,12 @@ def check_against_base(
             )
         weight = base[module]
         a, b = shapes[names[module]["lora_a"]], shapes[names[module]["lora_b"]]
-        if weight is not None and (len(weight) != 2 or weight != (b[1], a[0])):
+        if weight is not None and len(weight) == 2 and weight != (b[1], a[0]):
+            raise UserError(
+                f"the adapter does not fit this base model: {module!r} is {weight[1]}->{weight[0]} in the "
+                f"base but {a[0]}->{b[1]} in the adapter: pass the base it was trained on with --model"
+            )
+        if weight is not None and len(weight) != 2:
             raise UserError(
                 f"adapted module {module!r} is not a linear layer of the base (weight {weight}, adapter "
                 f"{a[0]}->{b[1]}): only LoRA on linear layers converts to PEFT; use the mlx-lm export only"
