@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -125,10 +126,22 @@ def config_differences(saved: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def disk_full(e: OSError, run_dir: Path) -> UserError:
+def is_disk_full(e: BaseException, run_dir: Path) -> bool:
+    """ENOSPC, or a write error of a framework (MLX raises a plain RuntimeError) while the
+    run dir's disk has less than 1 MiB left."""
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return True
+    folder = next((p for p in (run_dir, *run_dir.parents) if p.exists()), Path("."))
+    try:
+        return shutil.disk_usage(folder).free < 2**20
+    except OSError:
+        return False
+
+
+def disk_full(run_dir: Path) -> UserError:
     return UserError(
-        f"the disk holding {run_dir} is full ({e.strerror}): free some space, then continue "
-        "with --resume (the last checkpoint is intact)"
+        f"the disk holding {run_dir} is full (no space left on device): free some space, then "
+        "continue with --resume (the last checkpoint is intact)"
     )
 
 
@@ -144,6 +157,7 @@ class Trainer:
         self.is_main = True
         self.events: EventWriter | None = None
         self._resume_state: dict[str, Any] = {}
+        self._done = 0  # the last iteration whose update is applied
         self._stop = False
         self._checkpoint_now = False
         self._paused = False
@@ -282,10 +296,10 @@ class Trainer:
     def run(self) -> int:
         try:
             return self._run()
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
+        except (OSError, RuntimeError) as e:
+            if not is_disk_full(e, self.run_dir):
                 raise
-            error = disk_full(e, self.run_dir)
+            error = disk_full(self.run_dir)
             self._fail(error)
             raise error from None
 

@@ -150,3 +150,14 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(tiny_model, tmp_path):
     assert_same(the_run(straight), the_run(killed))
     iterations = [e["iteration"] for e in read_events(killed) if e["type"] == "metrics"]
     assert iterations == list(range(1, N + 1))  # each iteration once
+
+
+def test_a_checkpoint_without_game_state_resumes_with_a_warning(tiny_model, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    game = "sqlm-arithmetic"
+    assert Trainer(make_config(tiny_model, run_dir, game, N // 2)).run() == 0
+    (run_dir / "checkpoints" / f"iter-{N // 2:06d}" / "game_state.json").unlink()
+    capsys.readouterr()
+    assert Trainer(make_config(tiny_model, run_dir, game, N // 2 + 1), resume=True).run() == 0
+    warnings = [x for x in capsys.readouterr().err.splitlines() if "warning" in x]
+    assert len(warnings) == 1 and "game_state.json" in warnings[0] and "sqlm" in warnings[0]

@@ -294,3 +294,32 @@ def test_killing_launch_ends_its_ranks(tiny_model, tmp_path):
         proc.kill()
         for pid in _ranks_of(proc.pid):
             os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------ events
+def test_a_failing_listener_costs_one_warning_never_the_events(tmp_path, capsys):
+    from lsp_mlx.events import EventWriter
+
+    seen: list[str] = []
+
+    class Broken:
+        name = "broken tracker"
+
+        def __call__(self, event: dict) -> None:
+            raise RuntimeError("offline")
+
+    class Counting:
+        def __call__(self, event: dict) -> None:
+            seen.append(event["type"])
+
+        def close(self) -> None:
+            seen.append("closed")
+
+    writer = EventWriter(tmp_path, listeners=[Broken(), Counting()])
+    writer.emit("log", message="one")
+    writer.emit("log", message="two")
+    writer.close()
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "broken tracker" in err
+    assert seen == ["log", "log", "closed"]
+    assert [e["message"] for e in read_events(tmp_path)] == ["one", "two"]
