@@ -780,7 +780,8 @@ def test_this_file_passes_as_an_ordinary_user():
             "no:cacheprovider",
             __file__,
             "-k",
-            "not ordinary_user",
+            # all but this test and the two that do not depend on who starts the sandbox
+            "not ordinary_user and not contained_list and not honest_solutions",
         ],
         capture_output=True,
         text=True,
