@@ -7,7 +7,7 @@ Process tree under ``isolation="os"`` on Linux (docs/sandbox.md has the reasons)
   maps from outside (a root trainer maps the sandbox to ``nobody``, anyone else to their own
   uid), then waits for it.
 - **setup**: new user, mount, PID, network, IPC and UTS namespaces; builds a root of its own
-  (a small tmpfs with read-only binds of ``/usr``, the Python install and four device nodes,
+  (a small tmpfs with read-only binds of ``/usr``, the Python install and five device nodes,
   a size-limited tmpfs work folder) and becomes the mapped, unprivileged user; forks ``init``.
 - **init** (PID 1 of the new PID namespace): mounts a fresh ``/proc``, pivots into the new
   root, drops every capability, then forks the **program** and supervises it: wall-clock
