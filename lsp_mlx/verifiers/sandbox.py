@@ -7,9 +7,10 @@ environment (only ``PATH``, ``LANG`` and ``PYTHONIOENCODING``: the trainer's tok
 reach it). Layers:
 
 - **Operating system** (``isolation="os"``, the default; Linux): new user, mount, PID,
-  network, IPC and UTS namespaces; a root of its own with only ``/usr``, the Python install
-  and five device nodes (read-only), a fresh ``/proc`` that shows only the sandbox, a
-  size-limited tmpfs work folder as the only writable place; an unprivileged user (``nobody``
+  network, IPC and UTS namespaces; a root of its own with only ``/usr`` and the Python
+  install (read-only), ``/dev/null`` and four other device nodes, a fresh ``/proc`` that shows
+  only the sandbox, a size-limited tmpfs work folder as the only writable folder; an
+  unprivileged user (``nobody``
   when the trainer is root) without any capability. Where the kernel refuses namespaces,
   ``run_python`` raises `SandboxUnavailable` (said once on stderr) unless the caller opted in
   to ``isolation="python"``. On macOS ``"os"`` means ``sandbox-exec`` with a deny-by-default
