@@ -10,8 +10,7 @@ reach it). Layers:
   network, IPC and UTS namespaces; a root of its own with only ``/usr`` and the Python
   install (read-only), ``/dev/null`` and four other device nodes, a fresh ``/proc`` that shows
   only the sandbox, a size-limited tmpfs work folder as the only writable folder; an
-  unprivileged user (``nobody``
-  when the trainer is root) without any capability. Where the kernel refuses namespaces,
+  unprivileged user (``nobody`` when the trainer is root) without any capability. Where the kernel refuses namespaces,
   ``run_python`` raises `SandboxUnavailable` (said once on stderr) unless the caller opted in
   to ``isolation="python"``. On macOS ``"os"`` means ``sandbox-exec`` with a deny-by-default
   profile (not tested here).
