@@ -10,10 +10,10 @@ reach it). Layers:
   network, IPC and UTS namespaces; a root of its own with only ``/usr`` and the Python
   install (read-only), ``/dev/null`` and four other device nodes, a fresh ``/proc`` that shows
   only the sandbox, a size-limited tmpfs work folder as the only writable folder; an
-  unprivileged user (``nobody`` when the trainer is root) without any capability. Where the kernel refuses namespaces,
-  ``run_python`` raises `SandboxUnavailable` (said once on stderr) unless the caller opted in
-  to ``isolation="python"``. On macOS ``"os"`` means ``sandbox-exec`` with a deny-by-default
-  profile (not tested here).
+  unprivileged user (``nobody`` when the trainer is root) without any capability. Where the
+  kernel refuses namespaces, ``run_python`` raises `SandboxUnavailable` (said once on stderr)
+  unless the caller opted in to ``isolation="python"``. On macOS ``"os"`` means
+  ``sandbox-exec`` with a deny-by-default profile (not tested here).
 - **Time**: the namespace's init process kills every process of the sandbox at the
   wall-clock limit (a ``setsid`` daemon included); ``RLIMIT_CPU`` ends a busy loop; the
   trainer kills the whole tree as a backstop.
