@@ -483,7 +483,16 @@ class Trainer:
             return []
         from lsp_mlx.tracking import open_trackers
 
-        return open_trackers(self.config, self.run_dir)
+        try:
+            return open_trackers(self.config, self.run_dir)
+        except UserError:
+            raise
+        except Exception as e:  # a tracker that cannot start must not cost the run
+            self._warn(
+                f"the trackers could not start ({type(e).__name__}: {e}): the run goes on without "
+                "them; events.jsonl keeps everything"
+            )
+            return []
 
     # ----------------------------------------------------------- helpers
     def _shutdown(self) -> None:

@@ -60,27 +60,28 @@ def _in_repo(monkeypatch: pytest.MonkeyPatch):
 # ------------------------------------------------------------------ nothing written
 BAD_RUNS = {
     "missing model": ["--model", "/nonexistent/model"],
+    "fake GGUF": ["--model", "FAKE_GGUF"],
     "lora.num_layers above the blocks": ["--set", "lora.num_layers=99"],
     "lora.keys unknown": ["--set", "lora.keys=[self_attn.nope]"],
-    "missing spin data": [
-        "--set",
-        "game.name=spin",
-        "--set",
-        "train.beta=0",
-        "--set",
-        "spin.data=/nonexistent/pairs.jsonl",
-    ],  # fmt: skip
-}
+    "missing spin data": ["--set", "game.name=spin", "--set", "train.beta=0",
+                          "--set", "spin.data=/nonexistent/pairs.jsonl"],
+    "bogus LSP_MLX_DEVICE": ["--backend", "torch"],
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", list(BAD_RUNS))
-def test_bad_input_leaves_no_run_folder(tiny_model, tmp_path, capsys, case):
+def test_bad_input_leaves_no_run_folder(tiny_model, tmp_path, capsys, monkeypatch, case):
     run_dir = tmp_path / "run"
     args = train_args(tiny_model, run_dir)
     extra = BAD_RUNS[case]
     if extra[0] == "--model":
-        args[args.index("--model") + 1] = extra[1]
+        fake = tmp_path / "model.gguf"
+        fake.write_bytes(b"GGUF" + b"\x00" * 60)
+        args[args.index("--model") + 1] = str(fake) if extra[1] == "FAKE_GGUF" else extra[1]
         extra = []
+    if case == "bogus LSP_MLX_DEVICE":
+        pytest.importorskip("torch")
+        monkeypatch.setenv("LSP_MLX_DEVICE", "warp-drive")
     code, err = run_main([*args, *extra], capsys)
     assert code == 2 and len(error_lines(err)) == 1, err
     assert not run_dir.exists()
