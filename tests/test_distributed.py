@@ -362,7 +362,7 @@ def test_killed_rank_makes_the_other_exit_and_the_run_resumes(tiny_model, tmp_pa
         and "lost the other ranks" in end["error"]
     )
 
-    # both ranks load the same checkpoint (checked by hash in distributed.prepare) and go on;
+    # both ranks load the same checkpoint (checked by hash in distributed.check_start) and go on;
     # a stop sent to rank 0's run dir ends both at the same iteration, after a checkpoint
     saved = max(e["iteration"] for e in read_events(run_dir) if e["type"] == "checkpoint")
     procs = start_train_ranks(tmp_path, [*train_args(tiny_model, run_dir, 40), "--resume"])
