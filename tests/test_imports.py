@@ -1,9 +1,9 @@
 """Every module imports, and the module import graph of ``lsp_mlx`` and ``tui`` has no cycle.
 
-The graph is read from the source (AST), one edge per import statement that runs when the
-module is imported: module-level imports, including those inside a module-level ``if`` or
-``try``, but not those inside ``if TYPE_CHECKING:`` (never run) nor inside functions (run
-late, once every module is loaded). ``import a.b.c`` also runs ``a/__init__`` and
+The graph is read from the source (AST), one edge per import statement anywhere in a module,
+at module level or inside a function, except inside ``if TYPE_CHECKING:`` (never run): a
+function-level import that closes a cycle is a layering fault even when it happens to run
+late enough to work. ``import a.b.c`` also runs ``a/__init__`` and
 ``a/b/__init__``, so it adds edges to those packages too, except to the packages that hold
 the importing module (they run before it). A cycle among these edges means that some module
 can start executing while another of the cycle is half-initialised. ``__main__`` modules
@@ -19,17 +19,18 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-PACKAGES = ("lsp_mlx", "tui")
+# folder -> the package it installs as (pyproject.toml: tui/ is lsp_mlx.tui)
+PACKAGES = {"lsp_mlx": "lsp_mlx", "tui": "lsp_mlx.tui"}
 
 
 def module_files() -> dict[str, Path]:
     modules = {}
-    for package in PACKAGES:
-        for path in sorted((REPO / package).rglob("*.py")):
-            parts = list(path.relative_to(REPO).with_suffix("").parts)
+    for folder, package in PACKAGES.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = list(path.relative_to(REPO / folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts.pop()
-            modules[".".join(parts)] = path
+            modules[".".join([package, *parts])] = path
     return modules
 
 
@@ -40,20 +41,19 @@ def _is_type_checking(test: ast.expr) -> bool:
 
 
 def _runtime_imports(body: list[ast.stmt]) -> list[ast.Import | ast.ImportFrom]:
-    """Import statements that run at import time (see the module docstring)."""
+    """Every import statement of ``body`` that can run (see the module docstring)."""
     found: list[ast.Import | ast.ImportFrom] = []
     for node in body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
             found.append(node)
-        elif isinstance(node, ast.If):
-            if not _is_type_checking(node.test):
-                found += _runtime_imports(node.body)
+        elif isinstance(node, ast.If) and _is_type_checking(node.test):
             found += _runtime_imports(node.orelse)
-        elif isinstance(node, ast.Try):
-            for block in (node.body, node.orelse, node.finalbody, *(h.body for h in node.handlers)):
-                found += _runtime_imports(block)
-        elif isinstance(node, ast.With):
-            found += _runtime_imports(node.body)
+        else:
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    found += _runtime_imports([child])
+                elif isinstance(child, ast.ExceptHandler):
+                    found += _runtime_imports(child.body)
     return found
 
 
@@ -115,6 +115,9 @@ def test_the_graph_is_read_correctly():
     assert "lsp_mlx.games" not in graph["lsp_mlx.games.lsp"]  # its own package ran before it
     assert "lsp_mlx.rewards" in graph["lsp_mlx.games.lsp"]  # another package's __init__ runs
     assert "lsp_mlx.commands.train_flags" in graph["lsp_mlx.commands.train"]
+    assert "lsp_mlx.games" in graph["lsp_mlx.trainer"]  # a function-level import counts
+    assert "lsp_mlx.config" not in graph["lsp_mlx.games"]  # under TYPE_CHECKING: it does not
+    assert "lsp_mlx.tui.state" in graph["lsp_mlx.tui.app"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
