@@ -1,4 +1,4 @@
-"""Snapshot tests (pytest-textual-snapshot) of the dashboard on the recorded run.
+"""Snapshot tests (pytest-textual-snapshot) of every view on the run recorded from the real model.
 
 The data has fixed times and the app gets a fixed clock, so nothing in a picture depends on
 when or where it is drawn. After an intended change to the look, review the report and
@@ -11,11 +11,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from lsp_mlx.events import read_events
 from lsp_mlx.tui.app import DashboardApp
 from lsp_mlx.tui.source import AttachedRun
 
-RECORDED = Path(__file__).parent / "data" / "tui_events.jsonl"
+RECORDED = Path(__file__).parent / "data" / "tui_events.jsonl"  # invented: the crash case
+REAL = Path(__file__).parent / "data" / "recorded_run" / "events.jsonl"  # tests/data/record_run.py
 NOW = 1_700_000_500.0
 
 
@@ -32,18 +35,22 @@ async def _settle(pilot: Any) -> None:
     await pilot.pause()
 
 
-def test_dashboard_80x24(snap_compare: Any, tmp_path: Path) -> None:
-    assert snap_compare(app_for(tmp_path), terminal_size=(80, 24), run_before=_settle)
+# Every view at the smallest supported size and at a common one, from the real recorded run.
+VIEWS = {
+    "dashboard": [],
+    "plots": ["o"],
+    "games": ["g"],
+    "log": ["l"],
+    "game_detail": ["g", "enter"],
+    "help": ["question_mark"],
+}
 
 
-def test_plots_100x30(snap_compare: Any, tmp_path: Path) -> None:
-    assert snap_compare(app_for(tmp_path), press=["o"], terminal_size=(100, 30), run_before=_settle)
-
-
-def test_game_detail_100x30(snap_compare: Any, tmp_path: Path) -> None:
-    assert snap_compare(
-        app_for(tmp_path), press=["g", "up", "enter"], terminal_size=(100, 30), run_before=_settle
-    )
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+@pytest.mark.parametrize("view", list(VIEWS))
+def test_view(snap_compare: Any, tmp_path: Path, view: str, size: tuple[int, int]) -> None:
+    app = app_for(tmp_path, read_events(REAL))
+    assert snap_compare(app, press=VIEWS[view], terminal_size=size, run_before=_settle)
 
 
 def test_crash_banner_80x24(snap_compare: Any, tmp_path: Path) -> None:

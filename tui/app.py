@@ -113,7 +113,9 @@ class DashboardApp(App[int]):
                             yield MetricRow(key)
                 yield Static(id="metric-help")
                 yield ProblemsPane(id="problems")
-                yield GamesTable(compact=True, id="recent-games")
+                with Vertical(id="dash-games"):
+                    yield GamesTable(compact=True, id="recent-games")
+                    yield GamePreview(id="dash-preview")
             with Grid(id="plots"):
                 for plot_id, title, series in PLOTS:
                     yield MetricPlot(title, series, id=plot_id)
@@ -397,13 +399,18 @@ class DashboardApp(App[int]):
             self.push_screen(GameScreen(self.state.game, int(event.row_key.value), source))
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.data_table.id == "games":
+        if event.data_table.id in ("games", "recent-games"):
             self._update_preview()
 
     def _update_preview(self) -> None:
-        if self.view == "games":
-            number_ = self.query_one("#games", GamesTable).selected()
-            self.query_one(GamePreview).show(self.state, number_)
+        """The game under the cursor of the visible games table, below it."""
+        table, preview = {
+            "games": ("#games", "#game-preview"),
+            "dashboard": ("#recent-games", "#dash-preview"),
+        }.get(self.view, (None, None))
+        if table is not None and preview is not None:
+            number_ = self.query_one(table, GamesTable).selected()
+            self.query_one(preview, GamePreview).show(self.state, number_)
 
     # ------------------------------------------------------------------ warnings, metric help
     def action_dismiss_problems(self) -> None:

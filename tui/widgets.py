@@ -258,7 +258,7 @@ class RunPanel(Static):
         self._shown = key
         grid = Table.grid(padding=(0, 1), expand=True)  # expand: a long value ends in …
         grid.add_column(style="bold", no_wrap=True, min_width=10)
-        grid.add_column(overflow="ellipsis", no_wrap=True)
+        grid.add_column(overflow="ellipsis", no_wrap=True, ratio=1)
         status = dict(rows).get("Status", "")
         for name, value in rows:
             if name == "Status":
