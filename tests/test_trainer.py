@@ -1,5 +1,5 @@
 """The whole `lsp-mlx train` on the tiny model, as real subprocesses: events, checkpoints,
-resume equality, control commands and Ctrl-C."""
+control commands and Ctrl-C (resume equality: tests/test_resume.py)."""
 
 from __future__ import annotations
 
@@ -17,43 +17,68 @@ from lsp_mlx.events import SCHEMA_VERSION, read_events
 from lsp_mlx.records import Game
 
 REQUIRED_METRICS = {
-    "reward/solver_mean", "reward/solver_std", "reward/challenger_mean", "reward/challenger_std",
-    "self_reward/mean", "advantage/solver_abs_mean", "advantage/challenger_abs_mean", "kl", "loss",
-    "zero_variance_groups", "answer_tokens_mean", "tokens_per_sec", "time/generate", "time/score",
-    "time/update", "memory/peak_gb",
+    "reward/solver_mean",
+    "reward/solver_std",
+    "reward/challenger_mean",
+    "reward/challenger_std",
+    "self_reward/mean",
+    "advantage/solver_abs_mean",
+    "advantage/challenger_abs_mean",
+    "kl",
+    "loss",
+    "zero_variance_groups",
+    "answer_tokens_mean",
+    "tokens_per_sec",
+    "time/generate",
+    "time/score",
+    "time/update",
+    "memory/peak_gb",
 }
 
 
 def train(tiny_model: Path, run_dir: Path, *extra: str, iterations: int = 2):
-    return run_cli("train", "--config", "configs/tiny.yaml", "--model", str(tiny_model), "--run-dir",
-                   str(run_dir), "--iterations", str(iterations), *extra)
-
-
-def adapter_weights(folder: Path) -> dict:
-    import mlx.core as mx
-
-    return {k: v for k, v in mx.load(str(folder / "adapters.safetensors")).items()}
+    return run_cli(
+        "train",
+        "--config",
+        "configs/tiny.yaml",
+        "--model",
+        str(tiny_model),
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        str(iterations),
+        *extra,
+    )
 
 
 def test_events_file_schema_and_checkpoints(tiny_model, tmp_path):
     run_dir = tmp_path / "run"
     proc = train(tiny_model, run_dir)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "BLAS:" in proc.stderr and "2/2" in proc.stderr  # the log names the BLAS; a progress line per iteration
+    # the log names the BLAS; a progress line per iteration
+    assert "BLAS:" in proc.stderr and "2/2" in proc.stderr
+    for command in ("lsp-mlx tui --attach", "lsp-mlx chat --adapter", "lsp-mlx export --adapter"):
+        assert f"{command} {run_dir}" in proc.stderr  # what to do next, with this run's folder
     events = read_events(run_dir)
     assert all(e["v"] == SCHEMA_VERSION and "type" in e and "time" in e for e in events)
     types = [e["type"] for e in events]
     assert types[0] == "run_start" and types[-1] == "run_end"
     assert events[-1]["status"] == "finished"
     start = events[0]
-    assert start["base_model"] is None and start["model"] == str(tiny_model) and start["iterations"] == 2
+    assert (
+        start["base_model"] is None
+        and start["model"] == str(tiny_model)
+        and start["iterations"] == 2
+    )
     games = [Game.from_dict(e) for e in events if e["type"] == "game"]
     assert {g.iteration for g in games} == {1, 2} and len(games) == 4  # N=2 queries per iteration
     for g in games:
         if g.valid:
             assert len(g.answers) == 2
             assert sum(a.advantage for a in g.answers) == pytest.approx(0.0, abs=1e-9)
-            assert all("reward" in a.reward_parts and "self_reward" in a.reward_parts for a in g.answers)
+            assert all(
+                "reward" in a.reward_parts and "self_reward" in a.reward_parts for a in g.answers
+            )
     metrics = [e for e in events if e["type"] == "metrics"]
     assert [m["iteration"] for m in metrics] == [1, 2]
     assert REQUIRED_METRICS <= set(metrics[0]["metrics"])
@@ -62,39 +87,44 @@ def test_events_file_schema_and_checkpoints(tiny_model, tmp_path):
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["iter-000001", "iter-000002", "latest"]
     assert (run_dir / "checkpoints" / "latest").read_text().strip() == "iter-000002"
-    for name in ("adapters.safetensors", "adapter_config.json", "optimizer.safetensors", "state.json"):
+    for name in (
+        "adapters.safetensors",
+        "adapter_config.json",
+        "optimizer.safetensors",
+        "state.json",
+    ):
         assert (run_dir / "checkpoints" / "iter-000002" / name).is_file()
     config = json.loads((run_dir / "adapters" / "adapter_config.json").read_text())
     assert config["fine_tune_type"] == "lora" and config["lora_parameters"]["rank"] == 4
     assert (run_dir / "config.yaml").is_file()
 
 
-def test_resume_equals_uninterrupted_run(tiny_model, tmp_path):
-    full, split = tmp_path / "full", tmp_path / "split"
-    assert train(tiny_model, full, iterations=4).returncode == 0
-    assert train(tiny_model, split, iterations=2).returncode == 0
-    proc = train(tiny_model, split, "--resume", iterations=4)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "resuming from iter-000002" in proc.stderr
-    a, b = adapter_weights(full / "adapters"), adapter_weights(split / "adapters")
-    assert a.keys() == b.keys()
-    import mlx.core as mx
-
-    for k in a:
-        assert mx.allclose(a[k], b[k], atol=1e-5).item(), k
-    queries = lambda d: [(e["iteration"], e["query"]) for e in read_events(d) if e["type"] == "game"]  # noqa: E731
-    assert queries(full) == queries(split)
-
-
 def _start(tiny_model: Path, run_dir: Path, iterations: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "lsp_mlx", "train", "--config", "configs/tiny.yaml", "--model", str(tiny_model),
-         "--run-dir", str(run_dir), "--iterations", str(iterations), "--set", "train.checkpoint_every=0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lsp_mlx",
+            "train",
+            "--config",
+            "configs/tiny.yaml",
+            "--model",
+            str(tiny_model),
+            "--run-dir",
+            str(run_dir),
+            "--iterations",
+            str(iterations),
+            "--set",
+            "train.checkpoint_every=0",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
-def _wait_for(run_dir: Path, predicate, timeout: float = 120.0) -> list[dict]:
+def _wait_for(run_dir: Path, predicate, timeout: float = 300.0) -> list[dict]:
     deadline = time.time() + timeout
     while time.time() < deadline:
         events = read_events(run_dir) if (run_dir / "events.jsonl").exists() else []
@@ -136,13 +166,18 @@ def test_pause_resume_and_checkpoint_now(tiny_model, tmp_path):
     try:
         _wait_for(run_dir, lambda ev: any(e["type"] == "metrics" for e in ev))
         send(run_dir, "pause")
-        events = _wait_for(run_dir, lambda ev: any(e["type"] == "state" and e["state"] == "paused" for e in ev))
+        events = _wait_for(
+            run_dir, lambda ev: any(e["type"] == "state" and e["state"] == "paused" for e in ev)
+        )
         n_metrics = sum(e["type"] == "metrics" for e in events)
         time.sleep(3)  # paused: at most the iteration in flight finishes
         assert sum(e["type"] == "metrics" for e in read_events(run_dir)) <= n_metrics + 1
         send(run_dir, "checkpoint")
         send(run_dir, "resume")
-        _wait_for(run_dir, lambda ev: any(e["type"] == "checkpoint" and e["reason"] == "control" for e in ev))
+        _wait_for(
+            run_dir,
+            lambda ev: any(e["type"] == "checkpoint" and e["reason"] == "control" for e in ev),
+        )
         send(run_dir, "stop")
         proc.wait(timeout=120)
     finally:
