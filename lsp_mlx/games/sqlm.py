@@ -43,7 +43,7 @@ from lsp_mlx.games.advantages import group_advantages, mean, zero_variance
 from lsp_mlx.games.base import Rollout
 from lsp_mlx.records import Game, PolicySample
 from lsp_mlx.verifiers.difficulty import cluster_shares, proposer_reward
-from lsp_mlx.verifiers.sandbox import SandboxLimits
+from lsp_mlx.verifiers.sandbox import SandboxLimits, check_isolation
 from lsp_mlx.verifiers.tasks import (
     PROBLEM_START,
     ArithmeticTask,
@@ -274,5 +274,8 @@ def make_sqlm(config: Config, backend: Backend, world: World) -> SQLMGame:
         timeout_s=q.sandbox_timeout,
         cpu_seconds=max(1, int(q.sandbox_timeout) + 1),
         memory_mb=q.sandbox_memory_mb,
+        isolation=q.sandbox_isolation,
     )
+    if q.verifier == "code":  # refused here, before the run starts, where it cannot be had
+        check_isolation(q.sandbox_isolation)
     return SQLMGame(config, make_task(q.verifier, q.solver_reward, limits))
