@@ -109,6 +109,10 @@ def test_attach_in_tmux(tmp_path: Path) -> None:
             sent = reader.poll()
             time.sleep(0.1)
         assert sent == ["pause"]
+        keys("d")
+        shown = wait_for("Dashboard · running")
+        # The answer to the key is a toast, top right, never over the pinned warnings.
+        assert "sent 'pause'" in shown and "judge output unparsable" in shown
         keys("q")
         wait_for("Quit (y)")
         keys("y")
