@@ -27,7 +27,7 @@ def recorded() -> list[dict]:
 
 
 def test_recorded_file_is_what_the_generator_writes(tmp_path: Path) -> None:
-    # The snapshots and the README screenshot are drawn from this file: it must be reproducible.
+    # The edge-case tests and the crash snapshot read this file: it must be reproducible.
     sys.path.insert(0, str(DATA))
     try:
         import tui_make_events

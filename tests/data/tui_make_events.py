@@ -1,9 +1,10 @@
-"""Writes ``tests/data/tui_events.jsonl``: a 12-iteration LSP run with fixed times and numbers.
+"""Writes ``tests/data/tui_events.jsonl``: an invented 12-iteration LSP run with fixed numbers.
 
-The TUI's pilot and snapshot tests and the README screenshot read this file; nothing in it
-depends on the clock or the machine. It is built from the real records (`Game`, `Answer`)
-and the metric names the trainer emits, so a schema change shows up here as a failing
-test. Run ``python tests/data/tui_make_events.py`` to regenerate it after such a change.
+The TUI's edge-case tests read it (model text with markup, an invalid query, a warning, a
+crash, a flood of events, a run stopped early); what a real run looks like is the recorded
+one in ``tests/data/recorded_run`` (``record_run.py``). Nothing in it depends on the clock.
+It is built from the real records (`Game`, `Answer`) and the metric names the trainer emits,
+so a schema change shows up here as a failing test. Run ``python tests/data/tui_make_events.py`` to regenerate it after such a change.
 """
 
 from __future__ import annotations
