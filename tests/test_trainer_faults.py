@@ -114,6 +114,18 @@ def test_divergence_stops_with_one_line_and_keeps_a_finite_checkpoint(
         assert ckpt.nonfinite_tensors(folder / ckpt.ADAPTER_WEIGHTS) == []
 
 
+def test_a_nan_reward_is_named_as_the_cause(tiny_model, tmp_path, capsys, monkeypatch):
+    (tmp_path / "nan_reward.py").write_text(
+        "def reward(queries, answers):\n    return [[float('nan')] * len(g) for g in answers]\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = ["--set", "reward.function=nan_reward:reward", "--set", "game.name=lsp-zero"]
+    code, err = run_main(train_args(tiny_model, tmp_path / "run", *args), capsys)
+    (line,) = error_lines(err)
+    assert code == 2 and "returned nan" in line and "finite" in line, err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 # ------------------------------------------------------------------ disk full
 @pytest.fixture
 def small_disk(tmp_path: Path):

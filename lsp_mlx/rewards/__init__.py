@@ -10,6 +10,7 @@ given as ``package.module:function``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,13 @@ def check_rewards(rewards: list[list[float]], answers: list[list[str]], source: 
     if not shape_ok:
         raise UserError(f"reward source {source!r} returned rewards shaped unlike the answers: return one float per answer, grouped per query")
     try:
-        return [[float(x) for x in group] for group in rewards]
+        out = [[float(x) for x in group] for group in rewards]
     except (TypeError, ValueError):
         raise UserError(f"reward source {source!r} returned a non-number: return floats") from None
+    bad = next((x for group in out for x in group if not math.isfinite(x)), None)
+    if bad is not None:
+        raise UserError(
+            f"reward source {source!r} returned {bad}: return finite floats (a NaN or infinite "
+            "reward would make every weight NaN)"
+        )
+    return out
