@@ -188,7 +188,8 @@ def test_token_and_sequence_logprobs_equal_oracle(deep_tiny_model):
     for adapter in (True, False):
         rows = oracle_token_rows(backend, pairs, adapter)
         # per token: the same passes the update uses, read one token at a time
-        from lsp_mlx.backends.mlx_forward import completion_positions, sequence_passes
+        from lsp_mlx.backends.mlx_forward import completion_positions
+        from lsp_mlx.backends.passes import sequence_passes
 
         with backend._maybe_disabled(adapter):
             for p, completions in sequence_passes(pairs, backend._budget([30])):

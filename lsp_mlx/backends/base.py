@@ -8,12 +8,17 @@ model with the adapter switched off (ALGORITHMS.md §5): no second copy of the w
 
 from __future__ import annotations
 
+import resource
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict, runtime_checkable
 
 from lsp_mlx.records import PolicySample
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 @dataclass
@@ -70,6 +75,59 @@ class RoleTotals:
         }
 
 
+class Sampling(TypedDict, total=False):
+    """How `Backend.generate` samples (keyword arguments, each optional)."""
+
+    temperature: float  # default 1.0; 0 is greedy
+    top_p: float  # default 1.0: no nucleus cut
+    adapter: bool  # default True; False samples from the reference policy
+
+
+def sampling_options(options: Sampling) -> tuple[float, float, bool]:
+    """(temperature, top_p, adapter) with their defaults; an unknown option is an error."""
+    unknown = set(options) - set(Sampling.__annotations__)
+    if unknown:
+        raise TypeError(f"generate() got unexpected options {sorted(unknown)}")
+    return (
+        float(options.get("temperature", 1.0)),
+        float(options.get("top_p", 1.0)),
+        bool(options.get("adapter", True)),
+    )
+
+
+def chat_tokens(tokenizer: Any, messages: list[dict[str, str]]) -> list[int]:
+    """``messages`` rendered with a Hugging Face tokenizer's chat template, ready for the reply;
+    a model without a template gets the contents separated by blank lines."""
+    if tokenizer.chat_template is None:
+        return list(tokenizer.encode("\n\n".join(m["content"] for m in messages) + "\n\n"))
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+    if hasattr(ids, "keys"):  # transformers 5 answers a BatchEncoding by default
+        ids = ids["input_ids"]
+    return [int(t) for t in ids]
+
+
+class TokenizerText:
+    """The text methods of `Backend` for a backend whose ``tokenizer`` is a Hugging Face one
+    (mlx-lm's wrapper included)."""
+
+    tokenizer: Any
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
+        return chat_tokens(self.tokenizer, messages)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, tokens: list[int]) -> str:
+        return str(self.tokenizer.decode(tokens))
+
+
+def rss_peak_gb() -> float:
+    """The process's peak resident memory, where no accelerator reports its own peak."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1e9 if sys.platform == "darwin" else rss / 1e6  # bytes on macOS, KiB on Linux
+
+
 @runtime_checkable
 class Backend(Protocol):
     name: str
@@ -86,13 +144,7 @@ class Backend(Protocol):
 
     # --- sampling and scoring ---
     def generate(
-        self,
-        prompts: list[list[int]],
-        n: int,
-        max_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        adapter: bool = True,
+        self, prompts: list[list[int]], n: int, max_tokens: int, **sampling: Unpack[Sampling]
     ) -> list[list[Completion]]:
         """``n`` sampled completions for each prompt; a prompt's prefill is shared by its ``n``.
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import contextlib
 import json
 import platform
-import resource
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsp_mlx.blas import preload
 
@@ -37,13 +36,26 @@ from mlx_lm.sample_utils import make_sampler  # noqa: E402
 from mlx_lm.tuner.utils import linear_to_lora_layers  # noqa: E402
 from mlx_lm.utils import dequantize_model, load  # noqa: E402
 
-from lsp_mlx.backends.base import Completion, RoleTotals, StepStats  # noqa: E402
-from lsp_mlx.backends.mlx_forward import (  # noqa: E402
-    Forward,
+from lsp_mlx.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, OPTIMIZER_STATE  # noqa: E402
+from lsp_mlx.backends.base import (  # noqa: E402
+    Completion,
+    RoleTotals,
+    Sampling,
+    StepStats,
+    TokenizerText,
+    rss_peak_gb,
+    sampling_options,
+)
+from lsp_mlx.backends.mlx_common import (  # noqa: E402
+    adapter_off,
+    is_quantized,
+    lora_modules,
+    use_fast_dtype,
+)
+from lsp_mlx.backends.mlx_forward import Forward, Scored, completion_positions  # noqa: E402
+from lsp_mlx.backends.passes import (  # noqa: E402
     Pass,
-    Scored,
     common_prefix_length,
-    completion_positions,
     plan_passes,
     sequence_passes,
     token_budget,
@@ -53,9 +65,8 @@ from lsp_mlx.errors import UserError  # noqa: E402
 from lsp_mlx.models import resolve_model  # noqa: E402
 from lsp_mlx.records import PolicySample  # noqa: E402
 
-ADAPTER_FILE = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-OPTIMIZER_FILE = "optimizer.safetensors"
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def pass_loss(
@@ -90,7 +101,7 @@ def pass_loss(
     return (weights * per_sample).sum(), (mx.stop_gradient(log_ratio), per_sample)
 
 
-class MLXBackend:
+class MLXBackend(TokenizerText):
     name = "mlx"
 
     def __init__(self, config: Config) -> None:
@@ -114,9 +125,7 @@ class MLXBackend:
         ):
             self.model = dequantize_model(self.model)
             self.dequantized = True
-        if sys.platform != "darwin" and not self._is_quantized():
-            # x86 CPUs have no fast bf16/fp16 matmul: run in fp32
-            self.model.set_dtype(mx.float32)
+        use_fast_dtype(self.model)
         self.model.freeze()
         lora = config.lora
         self.num_layers = len(self.model.layers) if lora.num_layers == -1 else lora.num_layers
@@ -137,7 +146,7 @@ class MLXBackend:
             raise UserError(
                 f"cannot apply LoRA with keys {lora.keys}: {e}; fix lora.keys"
             ) from None
-        self._lora_modules = [m for _, m in self.model.named_modules() if hasattr(m, "lora_a")]
+        self._lora_modules = lora_modules(self.model)
         if not self._lora_modules:
             raise UserError(
                 f"lora.keys {lora.keys} matched no layer: use module paths such as self_attn.q_proj"
@@ -160,9 +169,6 @@ class MLXBackend:
             return self.config.model.dequantize
         return not (sys.platform == "darwin" and platform.machine() == "arm64")
 
-    def _is_quantized(self) -> bool:
-        return any(isinstance(m, nn.QuantizedLinear) for _, m in self.model.named_modules())
-
     def info(self) -> dict[str, Any]:
         total = sum(v.size for _, v in tree_flatten(self.model.parameters()))
         trainable = sum(v.size for _, v in tree_flatten(self.model.trainable_parameters()))
@@ -170,7 +176,9 @@ class MLXBackend:
         return {
             "backend": "mlx",
             "device": str(mx.default_device()),
-            "dtype": "quantized" if self._is_quantized() else str(dtype).replace("mlx.core.", ""),
+            "dtype": "quantized"
+            if is_quantized(self.model)
+            else str(dtype).replace("mlx.core.", ""),
             "blas": _BLAS,
             "model": str(self.model_path),
             "base_model": self.base_model,
@@ -184,44 +192,19 @@ class MLXBackend:
     def eos_token_id(self) -> int:
         return next(iter(self.tokenizer.eos_token_ids))
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        if self.tokenizer.chat_template is None:
-            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-            return self.tokenizer.encode(text)
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens)
-
     # ------------------------------------------------------------- adapters
-    @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
+    def adapter_disabled(self) -> contextlib.AbstractContextManager[None]:
         """pi_ref: the base model, by zeroing every LoRA scale for the duration."""
-        scales = [m.scale for m in self._lora_modules]
-        for m in self._lora_modules:
-            m.scale = 0.0
-        try:
-            yield
-        finally:
-            for m, s in zip(self._lora_modules, scales):
-                m.scale = s
+        return adapter_off(self._lora_modules)
 
     def _maybe_disabled(self, adapter: bool) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext() if adapter else self.adapter_disabled()
 
     # ------------------------------------------------------------- sampling
     def generate(
-        self,
-        prompts: list[list[int]],
-        n: int,
-        max_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        adapter: bool = True,
+        self, prompts: list[list[int]], n: int, max_tokens: int, **sampling: Unpack[Sampling]
     ) -> list[list[Completion]]:
+        temperature, top_p, adapter = sampling_options(sampling)
         self.model.eval()
         sampler = make_sampler(temp=temperature, top_p=top_p if top_p < 1.0 else 0.0)
         total = len(prompts) * n
@@ -421,13 +404,15 @@ class MLXBackend:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         weights = dict(tree_flatten(self.model.trainable_parameters()))
-        mx.save_safetensors(str(folder / ADAPTER_FILE), weights)
+        mx.save_safetensors(str(folder / ADAPTER_WEIGHTS), weights)
         (folder / ADAPTER_CONFIG).write_text(json.dumps(self.adapter_config(), indent=2))
 
     def load_adapter(self, folder: Path) -> None:
-        path = Path(folder) / ADAPTER_FILE
+        path = Path(folder) / ADAPTER_WEIGHTS
         if not path.is_file():
-            raise UserError(f"no {ADAPTER_FILE} in {folder}: pass a checkpoint or adapter folder")
+            raise UserError(
+                f"no {ADAPTER_WEIGHTS} in {folder}: pass a checkpoint or adapter folder"
+            )
         weights = mx.load(str(path))
         expected = set(dict(tree_flatten(self.model.trainable_parameters())))
         if set(weights) != expected:
@@ -439,10 +424,10 @@ class MLXBackend:
 
     def save_state(self, folder: Path) -> None:
         state = dict(tree_flatten(self.optimizer.state))
-        mx.save_safetensors(str(Path(folder) / OPTIMIZER_FILE), state)
+        mx.save_safetensors(str(Path(folder) / OPTIMIZER_STATE), state)
 
     def load_state(self, folder: Path) -> None:
-        path = Path(folder) / OPTIMIZER_FILE
+        path = Path(folder) / OPTIMIZER_STATE
         if path.is_file():
             self.optimizer.state = tree_unflatten(list(mx.load(str(path)).items()))
             mx.eval(self.optimizer.state)
@@ -453,10 +438,7 @@ class MLXBackend:
     def peak_memory_gb(self) -> float:
         """MLX's own peak allocation; the process RSS peak where MLX reports none."""
         peak = mx.get_peak_memory() / 1e9
-        if peak > 0:
-            return peak
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 1e9 if sys.platform == "darwin" else rss / 1e6  # bytes on macOS, KiB on Linux
+        return peak if peak > 0 else rss_peak_gb()
 
     def reset_peak_memory(self) -> None:
         mx.reset_peak_memory()

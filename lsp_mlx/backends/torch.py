@@ -17,20 +17,20 @@ Device and dtype rules: `lsp_mlx.backends.torch_models`.
 from __future__ import annotations
 
 import contextlib
-import resource
-import sys
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import peft
 import torch
 import transformers
 from peft import LoraConfig, get_peft_model
 
+from lsp_mlx.backends import base
 from lsp_mlx.backends import torch_adapters as adapters
-from lsp_mlx.backends.base import Completion, RoleTotals, StepStats
+from lsp_mlx.backends.base import Completion, RoleTotals, StepStats, TokenizerText
+from lsp_mlx.backends.passes import micro_batches
 from lsp_mlx.backends.torch_models import (
     TorchRewardModel,
     eos_token_ids,
@@ -43,10 +43,13 @@ from lsp_mlx.config import Config
 from lsp_mlx.errors import UserError
 from lsp_mlx.records import PolicySample
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 MAX_SAMPLING_ROWS = 64  # sequences decoded together; bounds the KV cache of one chunk
 
 
-class TorchBackend:
+class TorchBackend(TokenizerText):
     name = "torch"
 
     def __init__(self, config: Config) -> None:
@@ -148,21 +151,6 @@ class TorchBackend:
             else min(self.stop_ids)
         )
 
-    def chat_prompt(self, messages: list[dict[str, str]]) -> list[int]:
-        if self.tokenizer.chat_template is None:
-            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-            return list(self.tokenizer.encode(text))
-        ids = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=False
-        )
-        return [int(t) for t in ids]
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer.encode(text, add_special_tokens=False))
-
-    def decode(self, tokens: list[int]) -> str:
-        return self.tokenizer.decode(tokens)
-
     # ------------------------------------------------------------- adapters
     def _maybe_disabled(self, adapter: bool) -> contextlib.AbstractContextManager[Any]:
         return contextlib.nullcontext() if adapter else self.model.disable_adapter()
@@ -179,14 +167,9 @@ class TorchBackend:
 
     # ------------------------------------------------------------- sampling
     def generate(
-        self,
-        prompts: list[list[int]],
-        n: int,
-        max_tokens: int,
-        temperature: float = 1.0,
-        top_p: float = 1.0,
-        adapter: bool = True,
+        self, prompts: list[list[int]], n: int, max_tokens: int, **sampling: Unpack[base.Sampling]
     ) -> list[list[Completion]]:
+        temperature, top_p, adapter = base.sampling_options(sampling)
         if not prompts or n < 1:
             return [[] for _ in prompts]
         with self._maybe_disabled(adapter):
@@ -216,10 +199,8 @@ class TorchBackend:
         ]
 
     # -------------------------------------------------------------- scoring
-    def _micro_batches(self, items: list[Any]) -> Iterator[list[Any]]:
-        size = self.config.train.micro_batch_size
-        for start in range(0, len(items), size):
-            yield items[start : start + size]
+    def _micro_batches(self, items: list[Any]) -> Iterator[Any]:
+        return micro_batches(items, self.config.train.micro_batch_size)
 
     @torch.no_grad()
     def sequence_logprobs(
@@ -330,8 +311,7 @@ class TorchBackend:
             return torch.cuda.max_memory_allocated(self.device) / 1e9
         if self.device.type == "mps":
             return torch.mps.driver_allocated_memory() / 1e9
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return rss / 1e9 if sys.platform == "darwin" else rss / 1e6  # bytes on macOS, KiB on Linux
+        return base.rss_peak_gb()
 
     def reset_peak_memory(self) -> None:
         if self.device.type == "cuda":

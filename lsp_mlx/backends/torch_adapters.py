@@ -30,12 +30,10 @@ from peft.tuners.lora import LoraLayer
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from lsp_mlx.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, OPTIMIZER_STATE, PEFT_WEIGHTS
 from lsp_mlx.errors import UserError
-from lsp_mlx.export.peft import PEFT_PREFIX, PEFT_WEIGHTS, PeftLayout, peft_config, plan_layout
+from lsp_mlx.export.peft import PEFT_PREFIX, PeftLayout, peft_config, plan_layout
 
-MLX_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-OPTIMIZER_FILE = "optimizer.safetensors"  # the MLX backend's name and layout
 RNG_FILE = "torch_rng.safetensors"
 _PEFT_NAME = re.compile(r"^(?P<module>.+)\.lora_(?P<leaf>[AB])(?:\.default)?\.weight$")
 
@@ -144,7 +142,7 @@ def save_adapter(
     model: torch.nn.Module, lora: LoraModules, folder: Path, config: dict[str, Any]
 ) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(mlx_weights(lora), str(folder / MLX_WEIGHTS))
+    save_file(mlx_weights(lora), str(folder / ADAPTER_WEIGHTS))
     peft_state = {
         k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()
     }
@@ -187,13 +185,13 @@ def _saved_scale(folder: Path) -> float | None:
 
 def load_adapter(lora: LoraModules, folder: Path, scale: float) -> None:
     """Load an adapter folder in mlx-lm format (preferred) or PEFT format into the LoRA layers."""
-    if (folder / MLX_WEIGHTS).is_file():
-        weights = _read(folder / MLX_WEIGHTS)
+    if (folder / ADAPTER_WEIGHTS).is_file():
+        weights = _read(folder / ADAPTER_WEIGHTS)
     elif (folder / PEFT_WEIGHTS).is_file():
         weights = _peft_to_mlx(_read(folder / PEFT_WEIGHTS), folder / PEFT_WEIGHTS)
     else:
         raise UserError(
-            f"no {MLX_WEIGHTS} or {PEFT_WEIGHTS} in {folder}: pass a checkpoint or adapter folder"
+            f"no {ADAPTER_WEIGHTS} or {PEFT_WEIGHTS} in {folder}: pass a checkpoint or adapter folder"
         )
     saved = _saved_scale(folder)
     if saved is not None and abs(saved - scale) > 1e-6 * max(1.0, abs(scale)):
@@ -237,12 +235,12 @@ def save_optimizer(optimizer: torch.optim.Optimizer, lora: LoraModules, folder: 
     tensors["step"] = torch.tensor(step, dtype=torch.uint64)
     tensors["learning_rate"] = torch.tensor(optimizer.param_groups[0]["lr"], dtype=torch.float32)
     save_file(
-        tensors, str(folder / OPTIMIZER_FILE), metadata={"written_by": "lsp_mlx torch backend"}
+        tensors, str(folder / OPTIMIZER_STATE), metadata={"written_by": "lsp_mlx torch backend"}
     )
 
 
 def load_optimizer(optimizer: torch.optim.Optimizer, lora: LoraModules, folder: Path) -> None:
-    path = folder / OPTIMIZER_FILE
+    path = folder / OPTIMIZER_STATE
     if not path.is_file():
         return  # an adapter-only folder: the optimizer starts fresh, as on the MLX backend
     tensors = _read(path)

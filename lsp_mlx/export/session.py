@@ -9,11 +9,11 @@ off), so ``--compare`` holds one copy of the weights, not two.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.backends.base import chat_tokens
 from lsp_mlx.errors import UserError
 from lsp_mlx.export.source import AdapterSource, locate_base_model
 
@@ -23,9 +23,9 @@ class AdapterSession:
         from lsp_mlx import blas
 
         blas.preload()
-        import mlx.core as mx
-        import mlx.nn as nn
         from mlx_lm import load
+
+        from lsp_mlx.backends.mlx_common import lora_modules, use_fast_dtype
 
         self.source = source
         self.base = locate_base_model(source, model)
@@ -40,36 +40,22 @@ class AdapterSession:
             raise UserError(
                 f"the adapter in {source.adapter_dir} does not fit {self.base} ({first}): pass the base it was trained on with --model"
             ) from None
-        quantized = any(isinstance(m, nn.QuantizedLinear) for _, m in self.model.named_modules())
-        if sys.platform != "darwin" and not quantized:
-            self.model.set_dtype(mx.float32)  # x86 CPUs have no fast fp16/bf16 matmul
+        use_fast_dtype(self.model)
         self.model.eval()
-        self._lora = [m for _, m in self.model.named_modules() if hasattr(m, "lora_a")]
+        self._lora = lora_modules(self.model)
         if not self._lora:
             raise UserError(
                 f"the adapter in {source.adapter_dir} adapts no layer: re-export or re-train it"
             )
 
-    @contextlib.contextmanager
-    def adapter(self, enabled: bool = True) -> Iterator[None]:
+    def adapter(self, enabled: bool = True) -> contextlib.AbstractContextManager[None]:
         """Answer with the adapter (default) or with the plain base model inside the block."""
-        if enabled:
-            yield
-            return
-        scales = [m.scale for m in self._lora]
-        for m in self._lora:
-            m.scale = 0.0
-        try:
-            yield
-        finally:
-            for m, s in zip(self._lora, scales):
-                m.scale = s
+        from lsp_mlx.backends.mlx_common import adapter_off
+
+        return contextlib.nullcontext() if enabled else adapter_off(self._lora)
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
-        if self.tokenizer.chat_template is None:
-            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
-            return list(self.tokenizer.encode(text))
-        return list(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True))
+        return chat_tokens(self.tokenizer, messages)
 
     def stream(
         self,
