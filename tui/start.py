@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,7 @@ def preset_needs(preset: Path) -> str | None:
 
 
 def preset_description(preset: Path) -> str:
-    """The preset's leading comment block, joined into one paragraph."""
+    """The first sentence of the preset's leading comment block, whole (it may span lines)."""
     lines: list[str] = []
     try:
         text = preset.read_text(encoding="utf-8")
@@ -148,7 +149,9 @@ def preset_description(preset: Path) -> str:
         if not line.startswith("#"):
             break
         lines.append(line.lstrip("# ").strip())
-    return " ".join(x for x in lines if x)
+    text = " ".join(x for x in lines if x)
+    end = re.search(r"[.!?](\s|$)", text)
+    return text[: end.start() + 1] if end else text
 
 
 class StartScreen(ModalScreen[tuple[str, Path]]):
