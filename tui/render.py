@@ -19,16 +19,20 @@ from .format import number, printable, signed
 PART_NAMES = {"reward": "R", "self_reward": "R_Q", "log_ratio": "log-ratio"}
 
 
+def _section(data: Any, key: str) -> dict[str, Any]:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def reward_name(info: dict[str, Any]) -> str:
     """The reward source of a run, from run_start's config: ``quality`` (a Python function),
-    ``judge``, ``reward model SkyWork...``; empty when unknown."""
-    config = info.get("config") if isinstance(info.get("config"), dict) else {}
-    reward = config.get("reward") if isinstance(config.get("reward"), dict) else {}  # type: ignore[union-attr]
-    source = str(reward.get("source") or "")  # type: ignore[union-attr]
-    if source == "python" and reward.get("function"):  # type: ignore[union-attr]
-        return str(reward["function"]).rsplit(":", 1)[-1]  # type: ignore[index]
-    if source == "reward_model" and reward.get("reward_model"):  # type: ignore[union-attr]
-        return "reward model " + str(reward["reward_model"]).rstrip("/").rsplit("/", 1)[-1]  # type: ignore[index]
+    ``judge``, ``reward model NAME``; empty when unknown."""
+    reward = _section(_section(info, "config"), "reward")
+    source = str(reward.get("source") or "")
+    if source == "python" and reward.get("function"):
+        return str(reward["function"]).rsplit(":", 1)[-1]
+    if source == "reward_model" and reward.get("reward_model"):
+        return "reward model " + str(reward["reward_model"]).rstrip("/").rsplit("/", 1)[-1]
     return source
 
 
@@ -67,8 +71,9 @@ def render_game(game: Game, source: str = "") -> Text:
             reward = f"total {number(answer.reward)} = {parts}"
         else:
             reward = parts or f"reward {number(answer.reward)}"
+        advantage = signed(answer.advantage)
         out.append(
-            f"  #{rank} · {reward} · advantage {signed(answer.advantage)} · {answer.tokens} tokens",
+            f"  #{rank} · {reward} · advantage {advantage} · {answer.tokens} tokens",
             style="cyan",
         )
         if answer.finish_reason != "stop":

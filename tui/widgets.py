@@ -173,9 +173,10 @@ class MetricRow(Horizontal, can_focus=True):
 class MetricPlot(PlotextPlot):
     """A plotext chart of one or more metrics against the iteration.
 
-    The title (top) and the legend (bottom) live in the border, outside the data; the
-    x axis is the iteration, its ticks whole numbers; the y ticks have at most 4 significant
-    digits, and the y range is the quantity's own (0..1 for a share; from 0 for a reward) when it has one.
+    The title (top) and the legend (bottom) live in the border, outside the data; the x axis
+    is the iteration, its ticks whole numbers; the y ticks have at most 4 significant digits;
+    the y range is the quantity's own when it has one (0..1 for a share), and a reward's
+    starts at 0, so both roles' rewards and small changes are drawn to scale.
     """
 
     def __init__(self, title: str, series: list[tuple[str, str]], id: str) -> None:

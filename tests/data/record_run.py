@@ -1,4 +1,4 @@
-"""Records ``tests/data/recorded_run/events.jsonl``: a real run of the demo preset for the TUI tests.
+"""Records ``tests/data/recorded_run/events.jsonl``: a real demo run for the TUI tests.
 
 Runs the real trainer on the embedded model, exactly as a user would::
 
