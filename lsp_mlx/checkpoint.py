@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lsp_mlx.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS, OPTIMIZER_STATE
 from lsp_mlx.atomic import swap_folder, write_text
 from lsp_mlx.errors import UserError
 from lsp_mlx.readers import check_safetensors, read_json
@@ -33,9 +34,6 @@ LATEST = "latest"
 STATE_FILE = "state.json"
 GAME_STATE_FILE = "game_state.json"
 ADAPTERS = "adapters"
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
-OPTIMIZER_STATE = "optimizer.safetensors"
 
 
 class NonFiniteWeights(UserError):

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.adapter_files import PEFT_WEIGHTS
 from lsp_mlx.errors import UserError
 
-PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_PREFIX = "base_model.model."
 _LORA_NAME = re.compile(r"^(?P<module>.+)\.(?P<leaf>lora_a|lora_b)$")
 # "model.layers.12.self_attn.q_proj" -> prefix "model.layers", index 12, rest "self_attn.q_proj"

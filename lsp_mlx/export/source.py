@@ -12,11 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.adapter_files import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from lsp_mlx.errors import UserError
 from lsp_mlx.readers import check_safetensors, read_json, read_jsonl, read_yaml
-
-ADAPTER_WEIGHTS = "adapters.safetensors"
-ADAPTER_CONFIG = "adapter_config.json"
 
 
 @dataclass
