@@ -26,16 +26,16 @@ METRICS: dict[str, Metric] = {
         Metric(
             "reward/solver_mean",
             "Solver R",
-            "mean total reward of the Solver's answers: R from the reward source, "
-            "plus R_Q from the reference judge in LSP (total = R + R_Q)",
+            "mean total reward of the Solver's answers: R from the reward source, plus R_Q "
+            "from the reference judge in LSP (total = R + R_Q; R alone in LSP-Zero and SQLM)",
             "up",
             "reward units (R and R_Q each 0..1 for the built-in sources)",
         ),
         Metric(
             "reward/challenger_mean",
             "Query R",
-            "mean reward of the queries (Challenger/Proposer): -V(q) + V_Q(q) in LSP, "
-            "1 for a problem inside the band in SQLM",
+            "mean reward of the queries (Challenger/Proposer): -V(q) in LSP-Zero, "
+            "-V(q) + V_Q(q) in LSP, 1 for a problem inside the band in SQLM",
             "neither: it moves against Solver R; a steady value means a balanced game",
             "reward units",
         ),
