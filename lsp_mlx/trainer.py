@@ -366,6 +366,7 @@ class Trainer:
         self._install_signals()
         try:
             status, done = self._loop(backend, game, diagnostics, start)
+            self._save(backend, game, done, "final" if status == "finished" else "signal")
         except KeyboardInterrupt:
             self._save(backend, game, self._done, "signal")
             self._emit("run_end", status="stopped")
@@ -373,7 +374,6 @@ class Trainer:
         except BaseException as e:
             self._fail(e)
             raise
-        self._save(backend, game, done, "final" if status == "finished" else "signal")
         self._shutdown()
         self._log(f"{status} at iteration {done}; adapter in {self.run_dir / ckpt.ADAPTERS}")
         self._emit("run_end", status=status, iteration=done)
