@@ -17,13 +17,16 @@ the start marker); a query that comes out empty is masked out of both losses and
 Challenger baseline, and counted in ``challenger/invalid``; completion tokens include the
 EOS token when the model stopped, so it also learns when to stop.
 
+The game keeps no state between iterations: every draw comes from the sampler the trainer
+seeds with ``(train.seed, iteration)``, so a checkpoint needs nothing from it.
+
 Data-parallel runs (`lsp_mlx.distributed`): ``world`` is the `World` the game is built with
-(one process: every collective below is the identity). Every rank
-draws the same N queries (the trainer seeds every rank alike) and plays its contiguous share;
-a query's G answers stay on its rank, so V(q_i) and the Solver advantages are local. The
-Challenger baseline ``Vbar``, the number of live queries in the weights 1/(N*G) and alpha_Ch/N,
-the game records and the metrics are global (gathered in query order). Solver seeding rule:
-with ``world.seeding == "query"`` query i's answers are drawn with
+(one process: every collective below is the identity). Every rank draws the same N queries
+(the trainer seeds every rank alike) and plays its contiguous share; a query's G answers stay
+on its rank, so V(q_i) and the Solver advantages are local. The Challenger baseline ``Vbar``,
+the number of live queries in the weights 1/(N*G) and alpha_Ch/N, the game records and the
+metrics are global (gathered in query order). Solver seeding rule: with
+``world.seeding == "query"`` query i's answers are drawn with
 ``query_seed(train.seed, iteration, i)``, one query at a time, so the answers do not depend on
 the rank count; with ``"batch"`` a rank samples all its answers in one batch, from the
 iteration's stream (one process) or from ``rank_seed(train.seed, iteration, rank)``.
