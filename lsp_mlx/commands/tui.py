@@ -14,6 +14,7 @@ never disagree about them; this module imports neither MLX nor torch.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -126,6 +127,10 @@ def run(args: argparse.Namespace) -> int:
     from lsp_mlx.tui.app import DashboardApp
 
     forwarded = train_argv(args, args.tui_train_actions)
+    if not math.isfinite(args.stop_timeout) or args.stop_timeout < 0:
+        raise UserError(
+            f"--stop-timeout {args.stop_timeout:g}: give the seconds to wait (>= 0), e.g. 120"
+        )
     source: RunSource | None = None
     config_label = None
     if args.attach:
@@ -203,12 +208,20 @@ def _screenshot(app: object, path: Path, size: tuple[int, int]) -> int:
     from lsp_mlx.tui.app import DashboardApp
 
     assert isinstance(app, DashboardApp)
+    try:  # before drawing: a folder that cannot take the file is a one-line error
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a"):
+            pass
+    except OSError as e:
+        raise UserError(
+            f"--screenshot {str(path)!r}: cannot write there ({e.strerror}); "
+            "pick a file in a folder you can write to"
+        ) from None
 
     async def shoot(pilot: object) -> None:
         await pilot.pause()  # type: ignore[attr-defined]
         app.tick()
         await pilot.pause()  # type: ignore[attr-defined]
-        path.parent.mkdir(parents=True, exist_ok=True)
         app.save_screenshot(filename=path.name, path=str(path.parent))
         app.exit(0)
 
