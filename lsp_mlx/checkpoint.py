@@ -126,18 +126,13 @@ def nonfinite_tensors(path: Path) -> list[str]:
 
 
 def checkpoints(run_dir: Path) -> list[Path]:
-    """Every checkpoint folder with a state file, the one ``latest`` names last."""
+    """Every checkpoint folder with a state file, oldest first.
+
+    Names, not the ``latest`` pointer, give the order: a crash between a folder's swap and the
+    pointer's update leaves a complete newer folder that the pointer does not name yet.
+    """
     root = Path(run_dir) / CHECKPOINTS
-    found = sorted(p for p in root.glob("iter-*") if (p / STATE_FILE).is_file())
-    pointer = root / LATEST
-    try:
-        latest = root / pointer.read_text().strip() if pointer.is_file() else None
-    except (OSError, UnicodeDecodeError):
-        latest = None
-    if latest in found:  # a stale pointer (a crash between the swap and the pointer) is ignored
-        found.remove(latest)
-        found.append(latest)
-    return found
+    return sorted(p for p in root.glob("iter-*") if p.is_dir() and (p / STATE_FILE).is_file())
 
 
 def check_checkpoint(folder: Path) -> dict[str, Any]:
