@@ -242,6 +242,10 @@ def test_spark_is_one_column_per_iteration_right_aligned() -> None:
     assert bars == "  ▁█ ▅" and span == (0.0, 1.0)  # iteration 3 is missing: a blank, not a zero
     bars, span = spark([(1, 1.26), (2, 1.35)], last=2, width=2, bounds=(0.0, 2.0))
     assert bars == "▅▆" and span == (0.0, 2.0)  # on its own scale a small change stays small
+    assert spark([(1, 1.0), (2, 1.35)], last=2, width=2, bounds=None, from_zero=True) == (
+        "▆█",
+        (0.0, 1.35),
+    )  # a reward from 0: a 35% rise is a step of a quarter, not the whole height
     assert spark([], last=3, width=4, bounds=None) == ("    ", None)
     assert spark([(1, 5.0)], last=1, width=3, bounds=None)[0] == "  ▄"  # one point: one bar
 

@@ -114,6 +114,8 @@ async def test_sparklines_have_one_column_per_iteration_and_their_range(tmp_path
             assert len(bars.strip()) == len(values) == iterations  # one column each, no stretch
             assert bars.rstrip() == bars  # right-aligned: the newest iteration is the last column
             lo, hi = METRICS[row.key].bounds or (min(values), max(values))
+            if row.key.startswith(("reward/", "self_reward/")):  # a reward's bars start at 0
+                lo, hi = min(lo, 0.0), max(hi, 0.0)
             labels = {f"{significant(lo, d)}..{significant(hi, d)}" for d in (3, 2, 1)}
             assert line.split()[-1] in labels or lo == hi, line
 

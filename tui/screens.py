@@ -137,7 +137,8 @@ def help_text() -> Text:
         out.append(f"Unit: {m.unit}.\n", style="dim")
     out.append(
         "Each metric line has one column per iteration (newest on the right, blank where there is "
-        "no value); the bars span the range printed beside them.\n\n"
+        "no value); the bars span the range printed beside them: a share's 0..1, a reward's "
+        "values and 0, any other metric's lowest and highest value.\n\n"
     )
     out.append("Run panel\n", style="bold underline")
     for term, meaning in RUN_TERMS:

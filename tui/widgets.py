@@ -77,12 +77,17 @@ REWARD_KEYS = ("reward/", "self_reward/")  # plotted from 0: a reward's scale st
 
 
 def spark(
-    points: list[tuple[int, float]], last: int, width: int, bounds: tuple[float, float] | None
+    points: list[tuple[int, float]],
+    last: int,
+    width: int,
+    bounds: tuple[float, float] | None,
+    from_zero: bool = False,
 ) -> tuple[str, tuple[float, float] | None]:
     """One character per iteration for the ``width`` iterations up to ``last``, right-aligned.
 
     A missing iteration is a blank, never a zero. The bars span ``bounds`` when the quantity
-    has its own range (a share: 0..1), else the min..max of the shown values; that span is
+    has its own range (a share: 0..1), else the min..max of the shown values, widened to
+    include 0 when ``from_zero`` (a reward: 1.26 -> 1.35 stays a small step); that span is
     returned so it can be printed beside the line.
     """
     if width <= 0 or not points:
@@ -92,6 +97,8 @@ def spark(
     if not shown:
         return " " * width, None
     lo, hi = bounds if bounds is not None else (min(shown.values()), max(shown.values()))
+    if from_zero and bounds is None:
+        lo, hi = min(lo, 0.0), max(hi, 0.0)
     span = hi - lo
     chars = []
     for i in range(first, last + 1):
@@ -114,9 +121,12 @@ class SparkLine(Widget):
 
     RANGE_WIDTH = 14
 
-    def __init__(self, bounds: tuple[float, float] | None, **kwargs: object) -> None:
+    def __init__(
+        self, bounds: tuple[float, float] | None, from_zero: bool, **kwargs: object
+    ) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.bounds = bounds
+        self.from_zero = from_zero
         self.points: list[tuple[int, float]] = []
         self.last = 0
 
@@ -127,7 +137,7 @@ class SparkLine(Widget):
     def render(self) -> Text:
         width = self.size.width
         bars_width = max(width - self.RANGE_WIDTH - 1, 0)
-        bars, span = spark(self.points, self.last, bars_width, self.bounds)
+        bars, span = spark(self.points, self.last, bars_width, self.bounds, self.from_zero)
         text = Text(bars, style=self.get_component_rich_style("metric-spark--bars"))
         if span is not None:
             for digits in (3, 2, 1):
@@ -158,7 +168,8 @@ class MetricRow(Horizontal, can_focus=True):
     def compose(self) -> ComposeResult:
         yield Label(self.info.label, classes="metric-name")
         yield Label("—", classes="metric-value")
-        yield SparkLine(self.info.bounds, classes="metric-spark")
+        from_zero = self.key.startswith(REWARD_KEYS)  # as in the plots
+        yield SparkLine(self.info.bounds, from_zero, classes="metric-spark")
 
     def update_from(self, state: RunState) -> None:
         if self._shown == state.metrics_version:
