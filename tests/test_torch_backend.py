@@ -412,3 +412,63 @@ def test_embedded_model_loads_the_same_through_every_path() -> None:
     assert scores["folder"] == pytest.approx(
         scores["embedded"], abs=1e-6
     )  # the very same fp32 folder
+
+
+def _full_sequence_token_logprobs(b: TorchBackend, prompt: list[int], completion: list[int]):
+    """The oracle: the whole sequence through the model, the completion's tokens read off."""
+    ids = torch.tensor([prompt + completion])
+    logits = b.model(input_ids=ids).logits[0, len(prompt) - 1 : -1].float()
+    return torch.log_softmax(logits, -1).gather(-1, torch.tensor(completion)[:, None])[:, 0]
+
+
+def test_shared_prompt_passes_equal_full_sequences(tiny: Path) -> None:
+    """Each prompt run once with its KV cache shared (and the judge's common prefix once) gives
+    the log-probs, loss and gradient norm of running every full sequence on its own."""
+    b = make_backend(tiny, **{"train.micro_batch_size": 2, "train.max_grad_norm": 0.0})
+    randomize_adapter(b)
+    ps = prompts(b)
+    texts = ["red", "a much longer answer than the others", "x", "four"]
+    samples = [
+        PolicySample(ps[i], b.encode(t), a, 0.25, "solver")
+        for i, t, a in [
+            (0, texts[0], 1.0),
+            (0, texts[1], -0.5),
+            (0, texts[2], 0.3),
+            (1, texts[3], -0.8),
+        ]
+    ]
+    samples.append(PolicySample(ps[2], [], 0.4, 0.1, "solver"))  # no completion token
+    pairs = [(s.prompt, s.completion) for s in samples]
+    with torch.no_grad():
+        expected = [
+            float(_full_sequence_token_logprobs(b, p, c).sum()) if c else 0.0 for p, c in pairs
+        ]
+    assert b.sequence_logprobs(pairs) == pytest.approx(expected, abs=1e-4)
+
+    ids = [b.encode(str(k))[0] for k in range(8)]
+    judged = [p + b.encode(f"Score: {k}") for k, p in enumerate(ps)]
+    with torch.no_grad():
+        direct = [
+            torch.log_softmax(b.model(input_ids=torch.tensor([p])).logits[0, -1].float(), -1)[ids]
+            for p in judged
+        ]
+    got = b.next_token_logprobs(judged, ids)
+    for row, want in zip(got, direct):
+        assert row == pytest.approx(want.tolist(), abs=1e-4)
+
+    beta = 0.1
+    params = [p for p in b.model.parameters() if p.requires_grad]
+    loss = torch.zeros(())
+    for s in samples:
+        if not s.completion:
+            loss = loss - s.weight * s.advantage
+            continue
+        with torch.no_grad(), b.model.disable_adapter():
+            ref = _full_sequence_token_logprobs(b, s.prompt, s.completion).sum()
+        lp = _full_sequence_token_logprobs(b, s.prompt, s.completion).sum()
+        loss = loss - s.weight * (torch.exp(lp - lp.detach()) * s.advantage - beta * (lp - ref))
+    grads = torch.autograd.grad(loss, params)
+    norm = float(torch.sqrt(sum((g * g).sum() for g in grads)))
+    stats = b.train_step(samples, beta=beta)
+    assert stats.loss == pytest.approx(float(loss.detach()), abs=1e-6)
+    assert stats.grad_norm == pytest.approx(norm, rel=1e-5)

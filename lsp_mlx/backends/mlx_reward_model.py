@@ -14,6 +14,7 @@ from pathlib import Path
 import mlx.core as mx
 from mlx_lm.utils import _download, load_model, load_tokenizer
 
+from lsp_mlx.backends.passes import micro_batches
 from lsp_mlx.errors import UserError
 from lsp_mlx.rewards.groups import regroup
 
@@ -65,8 +66,7 @@ class MLXRewardModel:
 
     def score(self, sequences: list[list[int]]) -> list[float]:
         out: list[float] = []
-        for start in range(0, len(sequences), self.micro_batch_size):
-            chunk = sequences[start : start + self.micro_batch_size]
+        for chunk in micro_batches(sequences, self.micro_batch_size):
             length = max(len(s) for s in chunk)
             ids = mx.array([s + [0] * (length - len(s)) for s in chunk])
             last = mx.array([len(s) - 1 for s in chunk])

@@ -30,7 +30,13 @@ from peft import LoraConfig, get_peft_model
 from lsp_mlx.backends import base
 from lsp_mlx.backends import torch_adapters as adapters
 from lsp_mlx.backends.base import Completion, RoleTotals, StepStats, TokenizerText
-from lsp_mlx.backends.passes import micro_batches
+from lsp_mlx.backends.passes import (
+    Pass,
+    common_prefix_length,
+    plan_passes,
+    sequence_passes,
+    token_budget,
+)
 from lsp_mlx.backends.torch_models import (
     TorchRewardModel,
     eos_token_ids,
@@ -38,7 +44,7 @@ from lsp_mlx.backends.torch_models import (
     pick_device,
     pick_dtype,
 )
-from lsp_mlx.backends.torch_sampling import completion_logprobs, next_token_logprobs, sample
+from lsp_mlx.backends.torch_sampling import next_token_logprobs, pass_logprobs, sample
 from lsp_mlx.config import Config
 from lsp_mlx.errors import UserError
 from lsp_mlx.records import PolicySample
@@ -199,18 +205,26 @@ class TorchBackend(TokenizerText):
         ]
 
     # -------------------------------------------------------------- scoring
-    def _micro_batches(self, items: list[Any]) -> Iterator[Any]:
-        return micro_batches(items, self.config.train.micro_batch_size)
+    def _passes(
+        self, pairs: list[tuple[list[int], list[int]]]
+    ) -> list[tuple[Pass, list[list[int]]]]:
+        """Each prompt once per pass; passes no larger than a padded micro-batch."""
+        lengths = [len(p) + len(c) for p, c in pairs]
+        return sequence_passes(pairs, token_budget(lengths, self.config.train.micro_batch_size))
+
+    def _pass_logprobs(self, p: Pass, completions: list[list[int]]) -> Any:
+        return pass_logprobs(self.model, p.prefix, p.suffixes, completions, self.pad_id)
 
     @torch.no_grad()
     def sequence_logprobs(
         self, pairs: list[tuple[list[int], list[int]]], adapter: bool = True
     ) -> list[float]:
-        out: list[float] = []
+        out = [0.0] * len(pairs)  # an empty completion has log-prob 0
         with self._maybe_disabled(adapter):
-            for chunk in self._micro_batches(pairs):
-                token_lp, _ = completion_logprobs(self.model, chunk, self.pad_id)
-                out.extend(token_lp.sum(-1).tolist())
+            for p, completions in self._passes(pairs):
+                token_lp, _ = self._pass_logprobs(p, completions)
+                for i, lp in zip(p.owners, token_lp.sum(-1).tolist()):
+                    out[i] = lp
         return out
 
     @torch.no_grad()
@@ -218,12 +232,21 @@ class TorchBackend(TokenizerText):
         self, prompts: list[list[int]], token_ids: list[int], adapter: bool = True
     ) -> list[list[float]]:
         """``log p(t | prompt)`` of each id in ``token_ids`` at the position after each prompt."""
-        out: list[list[float]] = []
-        if not token_ids:
-            return [[] for _ in prompts]
+        out: list[list[float]] = [[] for _ in prompts]
+        if not token_ids or not prompts:
+            return out
+        shared = common_prefix_length(prompts)  # the judge's rubric: run once
+        lengths = [len(p) for p in prompts]
+        passes = plan_passes(
+            [p[:shared] for p in prompts],
+            [p[shared:] for p in prompts],
+            token_budget(lengths, self.config.train.micro_batch_size),
+        )
         with self._maybe_disabled(adapter):
-            for chunk in self._micro_batches(prompts):
-                out.extend(next_token_logprobs(self.model, chunk, token_ids, self.pad_id).tolist())
+            for p in passes:
+                lp = next_token_logprobs(self.model, p.prefix, p.suffixes, token_ids, self.pad_id)
+                for i, row in zip(p.owners, lp.tolist()):
+                    out[i] = row
         return out
 
     # ------------------------------------------------------------- training
@@ -243,12 +266,18 @@ class TorchBackend(TokenizerText):
         self.optimizer.zero_grad(set_to_none=True)
         loss_total = 0.0
         roles = RoleTotals()
+        passes = self._passes([(s.prompt, s.completion) for s in samples])
+        covered = {i for p, _ in passes for i in p.owners}
+        empty = [s for i, s in enumerate(samples) if i not in covered]
+        if empty:  # no completion token: log-prob and KL 0, no gradient
+            loss_total += sum(-s.weight * s.advantage for s in empty)
+            roles.add(empty, [0.0] * len(empty), [-s.advantage for s in empty])
         with self._lora_dropout():
-            for chunk in self._micro_batches(samples):
-                pairs = [(s.prompt, s.completion) for s in chunk]
+            for p, completions in passes:
+                chunk = [samples[i] for i in p.owners]
                 with torch.no_grad(), self.model.disable_adapter():
-                    ref_tok, _ = completion_logprobs(self.model, pairs, self.pad_id)
-                tok, mask = completion_logprobs(self.model, pairs, self.pad_id)
+                    ref_tok, _ = self._pass_logprobs(p, completions)
+                tok, mask = self._pass_logprobs(p, completions)
                 adv = torch.tensor([s.advantage for s in chunk], device=tok.device, dtype=tok.dtype)
                 weight = torch.tensor([s.weight for s in chunk], device=tok.device, dtype=tok.dtype)
                 seq = tok.sum(-1)

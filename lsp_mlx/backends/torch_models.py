@@ -27,6 +27,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from lsp_mlx.backends.passes import micro_batches
 from lsp_mlx.errors import UserError
 from lsp_mlx.models import resolve_model
 from lsp_mlx.models.embedded import converted_model_dir
@@ -234,9 +235,9 @@ class TorchRewardModel:
         scores: list[float] = []
         self.tokenizer.padding_side = "right"
         templated = bool(self.tokenizer.chat_template)
-        for start in range(0, len(texts), self.micro_batch_size):
+        for chunk in micro_batches(texts, self.micro_batch_size):
             batch = self.tokenizer(
-                texts[start : start + self.micro_batch_size],
+                list(chunk),
                 return_tensors="pt",
                 padding=True,
                 add_special_tokens=not templated,  # a chat template writes BOS itself where it wants one

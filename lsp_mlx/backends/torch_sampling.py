@@ -149,49 +149,85 @@ def _sample_chunk(
     return results
 
 
-def completion_logprobs(
-    model: torch.nn.Module, pairs: list[tuple[list[int], list[int]]], pad_id: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Teacher-forced ``log pi(c_t | p, c_<t)`` for each pair: ``(B, C)`` log-probs and a ``(B, C)``
-    0/1 mask, completions right-aligned (C = longest completion). Differentiable; the caller
-    decides about ``no_grad``.
+def _continue(
+    model: torch.nn.Module,
+    prefix: list[int],
+    suffixes: list[list[int]],
+    pad_id: int,
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Logits ``(B, W or len(keep), V)`` at the suffix positions (``keep``: only those columns).
 
-    Left padding puts every completion at the end, so only the last C+1 positions need logits
-    (``logits_to_keep``): the vocabulary-sized tensor is B x C, not B x (prompt + C).
+    The prefix runs once (batch 1) and its KV cache is repeated for the B suffixes, which
+    continue from it with position ids after the prefix; right padding after each suffix is
+    masked out of attention. Differentiable; the caller decides about ``no_grad``.
     """
     device = next(model.parameters()).device
-    longest = max(len(c) for _, c in pairs)
-    if longest == 0:
-        empty = torch.zeros((len(pairs), 0), device=device)
-        return empty, empty
-    for p, _ in pairs:
-        if not p:
-            raise ValueError("a completion needs a non-empty prompt as context")
-    ids, mask, positions = _left_pad([p + c for p, c in pairs], pad_id, device)
-    logits = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=longest + 1
-    ).logits
-    logits = logits[:, :-1].float()  # position t predicts token t + 1
-    targets = ids[:, -longest:]
+    rows, width = len(suffixes), max(len(x) for x in suffixes)
+    cache = None
+    if prefix:
+        cache = DynamicCache(config=model.config)
+        model(
+            input_ids=torch.tensor([prefix], device=device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache.batch_repeat_interleave(rows)
+    ids = torch.full((rows, width), pad_id, dtype=torch.long)
+    for i, x in enumerate(suffixes):
+        ids[i, : len(x)] = torch.tensor(x, dtype=torch.long)
+    lengths = torch.tensor([len(x) for x in suffixes])
+    inside = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    attention = torch.cat([torch.ones((rows, len(prefix)), dtype=torch.long), inside], 1)
+    positions = (len(prefix) + torch.arange(width)).expand(rows, width)
+    return model(
+        input_ids=ids.to(device),
+        attention_mask=attention.to(device),
+        position_ids=positions.to(device),
+        past_key_values=cache,
+        use_cache=cache is not None,
+        logits_to_keep=0 if keep is None else keep.to(device),
+    ).logits.float()
+
+
+def pass_logprobs(
+    model: torch.nn.Module,
+    prefix: list[int],
+    suffixes: list[list[int]],
+    completions: list[list[int]],
+    pad_id: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced ``log pi(c_t | prefix, suffix_i[:t+1])`` of one pass (`lsp_mlx.backends.
+    passes`): suffix i is ``prompt[-1:] + completion_i[:-1]``, so position t scores token t of
+    completion i. Returns ``(B, W)`` log-probs and a ``(B, W)`` 0/1 mask (W = longest suffix).
+    """
+    logits = _continue(model, prefix, suffixes, pad_id)
+    rows, width = logits.shape[:2]
+    targets = torch.zeros((rows, width), dtype=torch.long)
+    for i, c in enumerate(completions):
+        targets[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+    targets = targets.to(logits.device)
+    lengths = torch.tensor([len(c) for c in completions], device=logits.device)
+    inside = torch.arange(width, device=logits.device)[None, :] < lengths[:, None]
     picked = logits.gather(-1, targets[..., None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    lengths = torch.tensor([len(c) for _, c in pairs], device=device)
-    columns = torch.arange(longest, device=device)
-    inside = columns[None, :] >= (longest - lengths)[:, None]
     # where, not a product: logits at padding positions are junk and must not leak (0 * nan = nan)
     return torch.where(inside, picked, 0.0), inside.to(picked.dtype)
 
 
 def next_token_logprobs(
-    model: torch.nn.Module, prompts: list[list[int]], token_ids: list[int], pad_id: int
+    model: torch.nn.Module,
+    prefix: list[int],
+    suffixes: list[list[int]],
+    token_ids: list[int],
+    pad_id: int,
 ) -> torch.Tensor:
-    """``log p(t | prompt)`` for each ``t`` in ``token_ids``: ``(B, len(token_ids))``."""
-    device = next(model.parameters()).device
-    ids, mask, positions = _left_pad(prompts, pad_id, device)
-    logits = (
-        model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=1)
-        .logits[:, -1]
-        .float()
-    )
-    return torch.log_softmax(logits, dim=-1)[
-        :, torch.tensor(token_ids, dtype=torch.long, device=device)
-    ]
+    """``log p(t | prefix + suffix)`` for each ``t`` in ``token_ids``: ``(B, len(token_ids))``.
+    Logits only at the columns where some suffix ends."""
+    last = [len(x) - 1 for x in suffixes]
+    columns = sorted(set(last))
+    logits = _continue(model, prefix, suffixes, pad_id, torch.tensor(columns))
+    pick = torch.tensor([columns.index(t) for t in last], device=logits.device)
+    at_end = logits[torch.arange(len(suffixes), device=logits.device), pick]
+    ids = torch.tensor(token_ids, dtype=torch.long, device=logits.device)
+    return torch.log_softmax(at_end, dim=-1)[:, ids]
