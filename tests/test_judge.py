@@ -42,12 +42,17 @@ def test_judge_scores_in_range_and_counts_unparsable(tiny_backend, mode):
 def test_heuristic_reward_prefers_real_answers():
     from lsp_mlx.rewards.heuristics import quality
 
-    (scores,) = quality(["What is the capital of France?"], [[
-        "The capital of France is Paris.",
-        "",
-        "What is the capital of France?",
-        "Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris",
-    ]])
+    (scores,) = quality(
+        ["What is the capital of France?"],
+        [
+            [
+                "The capital of France is Paris.",
+                "",
+                "What is the capital of France?",
+                "Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris Paris",
+            ]
+        ],
+    )
     assert scores[0] == max(scores)
     assert scores[1] == 0.0
     assert scores[0] > scores[2] and scores[0] > scores[3]

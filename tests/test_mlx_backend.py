@@ -1,4 +1,4 @@
-"""The MLX backend on a real tiny model: the loss of ALGORITHMS.md §1, update direction,
+"""The MLX backend on a real tiny model: the loss of docs/algorithms.md §1, update direction,
 KL, the adapter-off reference, shared-prefill sampling and the adapter files."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ def _samples(backend, advantages, weights=None):
     prompt = backend.chat_prompt([{"role": "user", "content": "Say something."}])
     completions = [backend.encode(t) for t in ("hello there", "ok", "a longer answer here")]
     weights = weights or [1.0 / len(advantages)] * len(advantages)
-    return [PolicySample(prompt, c, a, w, "solver") for c, a, w in zip(completions, advantages, weights)]
+    return [
+        PolicySample(prompt, c, a, w, "solver") for c, a, w in zip(completions, advantages, weights)
+    ]
 
 
 def test_first_step_loss_and_kl_match_hand_computation(tiny_backend):
@@ -63,7 +65,9 @@ def test_reference_is_the_base_model_with_the_adapter_off(tiny_backend):
     ref_before = tiny_backend.sequence_logprobs(pairs, adapter=False)
     for _ in range(3):
         tiny_backend.train_step(samples, beta=0.0)
-    assert tiny_backend.sequence_logprobs(pairs, adapter=False) == pytest.approx(ref_before, abs=1e-5)
+    assert tiny_backend.sequence_logprobs(pairs, adapter=False) == pytest.approx(
+        ref_before, abs=1e-5
+    )
     assert tiny_backend.sequence_logprobs(pairs) != pytest.approx(ref_before, abs=1e-3)
 
 
@@ -82,7 +86,9 @@ def test_shared_prefill_sampling_equals_plain_mlx_lm_generation(tiny_backend):
     """Greedy samples with one shared prefill per prompt equal mlx_lm.generate run one by one."""
     from mlx_lm import generate
 
-    prompts = [tiny_backend.chat_prompt([{"role": "user", "content": t}]) for t in ("abc", "hello world!")]
+    prompts = [
+        tiny_backend.chat_prompt([{"role": "user", "content": t}]) for t in ("abc", "hello world!")
+    ]
     out = tiny_backend.generate(prompts, n=3, max_tokens=12, temperature=0.0)
     for prompt, group in zip(prompts, out):
         expected = generate(tiny_backend.model, tiny_backend.tokenizer, prompt, max_tokens=12)
@@ -120,9 +126,23 @@ def test_adapter_round_trip_and_mlx_lm_loads_it(tiny_backend, tiny_config, tiny_
 
     # mlx-lm's own CLI opens the adapter folder
     proc = subprocess.run(
-        [sys.executable, "-m", "mlx_lm", "generate", "--model", str(tiny_model), "--adapter-path",
-         str(tmp_path / "ad"), "--prompt", "hi", "--max-tokens", "4"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "mlx_lm",
+            "generate",
+            "--model",
+            str(tiny_model),
+            "--adapter-path",
+            str(tmp_path / "ad"),
+            "--prompt",
+            "hi",
+            "--max-tokens",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "Generation:" in proc.stdout + proc.stderr

@@ -17,8 +17,15 @@ def tiny_reward_model(tmp_path_factory, tiny_model):
     folder = tmp_path_factory.mktemp("rm") / "reward-model"
     torch.manual_seed(0)
     config = transformers.LlamaConfig(
-        vocab_size=259, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, num_labels=1, pad_token_id=0,
+        vocab_size=259,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        num_labels=1,
+        pad_token_id=0,
         tie_word_embeddings=False,
     )
     model = transformers.LlamaForSequenceClassification(config).eval()
@@ -38,7 +45,10 @@ def test_scores_match_transformers(tiny_reward_model):
     folder, hf_model = tiny_reward_model
     rm = MLXRewardModel(str(folder), micro_batch_size=3)
     queries = ["What is 2+2?", "Name a colour."]
-    answers = [["4", "It is four, obviously."], ["red", "blue", "a very long answer about green things"]]
+    answers = [
+        ["4", "It is four, obviously."],
+        ["red", "blue", "a very long answer about green things"],
+    ]
     ours = rm(queries, answers)
     assert [len(g) for g in ours] == [2, 3]
     flat = [s for g in ours for s in g]

@@ -3,7 +3,7 @@
 The games, rewards and the trainer talk to a model only through `Backend`; they never
 import mlx or torch. A backend owns one policy model (base weights + LoRA adapter), its
 tokenizer and the optimizer of the adapter. The reference policy ``pi_ref`` is the same
-model with the adapter switched off (ALGORITHMS.md §5): no second copy of the weights.
+model with the adapter switched off (docs/algorithms.md §5): no second copy of the weights.
 """
 
 from __future__ import annotations
@@ -172,7 +172,7 @@ class Backend(Protocol):
         kl_estimator: str = "k1",
         grad_reduce: Callable[[Any], Any] | None = None,
     ) -> StepStats:
-        """One optimizer step on the loss of ALGORITHMS.md §1 (see `PolicySample`).
+        """One optimizer step on the loss of docs/algorithms.md §1 (see `PolicySample`).
 
         ``grad_reduce`` (data-parallel runs only) sums the accumulated gradients over the ranks
         before clipping; each sample's weight already holds the global 1/(N*G), so the global

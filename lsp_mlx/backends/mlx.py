@@ -1,15 +1,19 @@
 """The MLX backend: one policy model (base + mlx-lm LoRA), its tokenizer and optimizer.
 
-Algorithm choices (ALGORITHMS.md §1 and §5):
+Algorithm choices (docs/algorithms.md §1 and §5):
 - Sampling goes through mlx-lm's `BatchGenerator` (continuous batching, its samplers).
   The prompt of a query is prefilled once and its KV cache handed to all G samples.
 - Every log-probability used for the loss is recomputed teacher-forced with the prompt as
   context, so it is the temperature-1 policy the loss assumes, whatever the sampler did.
+  The teacher-forced passes (`mlx_forward`) run each prompt once for all its completions and
+  the blocks below the first LoRA layer once for the reference and the policy, and compute
+  logits only where a completion token is scored; tests/test_exactness.py holds them equal to
+  the full-sequence computation.
 - The reference policy is the same model with every LoRA layer's ``scale`` set to 0: no
   second copy of the weights.
 - The loss is ``sum_k w_k * -(exp(lp_k - sg(lp_k)) * A_k - beta * KL_k)`` with ``lp_k`` the
-  sequence log-prob of completion k; gradients of the micro-batches add up (the weights
-  ``w_k`` already hold the 1/(NG) and alpha_Ch/N factors), then one clipped AdamW step.
+  sequence log-prob of completion k; gradients of the passes add up (the weights
+  ``w_k`` already hold the 1/(NG) and query_weight/N factors), then one clipped AdamW step.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ def pass_loss(
     beta: float,
     k3: bool,
 ) -> tuple[mx.array, tuple[mx.array, mx.array]]:
-    """The loss of ALGORITHMS.md §1 on one pass (one prompt, several completions).
+    """The loss of docs/algorithms.md §1 on one pass (one prompt, several completions).
 
     Returns (loss, (per-sample sequence log-ratio log pi - log pi_ref, per-sample loss)); the
     log-ratio is what StepStats.kl reports whichever estimator enters the loss.

@@ -1,7 +1,7 @@
 """The PyTorch backend (``--backend torch``): transformers + PEFT LoRA on CUDA, MPS or CPU.
 
 It plays the same games as the MLX backend through the same `Backend` interface, with the
-same algorithm (ALGORITHMS.md §1 and §5):
+same algorithm (docs/algorithms.md §1 and §5):
 - the LoRA adapts the modules mlx-lm would (``lora.keys``, ``null`` = every linear layer of a
   block; ``lora.num_layers`` blocks counted from the last), with PEFT's ``lora_alpha = scale * r``
   so the update is ``scale * B(A(x))`` in both; A is uniform(+-1/sqrt(in)) and B zero in both;

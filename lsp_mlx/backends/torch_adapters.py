@@ -9,7 +9,7 @@ An adapter folder holds both formats, so either backend, ``mlx_lm.generate --ada
 and ``PeftModel.from_pretrained`` open it:
 - ``adapters.safetensors``: mlx-lm tensors ``<module>.lora_a`` (in, r) and ``.lora_b`` (r, out);
 - ``adapter_model.safetensors``: PEFT tensors ``base_model.model.<module>.lora_A.weight`` (r, in)
-  and ``lora_B.weight`` (out, r), i.e. the transposes (ALGORITHMS.md §5);
+  and ``lora_B.weight`` (out, r), i.e. the transposes (docs/algorithms.md §5);
 - ``adapter_config.json``: mlx-lm's keys (fine_tune_type, num_layers, lora_parameters) and PEFT's
   LoraConfig keys side by side; each reader ignores the other's (PEFT warns that it does).
 ``optimizer.safetensors`` uses the MLX backend's layout (``<param>.m``, ``<param>.v``, ``step``),

@@ -1,7 +1,7 @@
 """Batched sampling and teacher-forced log-probs on a transformers causal LM.
 
 Sampling is our own loop over the model's KV cache rather than ``model.generate``: we need the
-temperature-1 log-prob of every sampled token (ALGORITHMS.md §5: the loss assumes the
+temperature-1 log-prob of every sampled token (docs/algorithms.md §5: the loss assumes the
 temperature-1 policy), one prefill per prompt shared by its ``n`` samples, and finished rows
 dropped from the batch as they stop. Prompts are left-padded so every row's next token sits
 in the last column; position ids count only real tokens, so padding never shifts RoPE.

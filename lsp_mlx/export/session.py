@@ -2,7 +2,7 @@
 
 ``lsp-mlx chat`` and ``lsp-mlx generate`` use this. The adapter is loaded with mlx-lm's own
 ``load(..., adapter_path=...)``; "adapter off" zeroes every ``LoRALinear.scale`` for the
-duration (ALGORITHMS.md §5: the base model is the adapted one with the adapter switched
+duration (docs/algorithms.md §5: the base model is the adapted one with the adapter switched
 off), so ``--compare`` holds one copy of the weights, not two.
 """
 

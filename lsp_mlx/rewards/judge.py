@@ -1,6 +1,6 @@
 """LSP's self-reward: the reference model judges each (query, answer) on a 0..7 rubric.
 
-ALGORITHMS.md §1: an additive integer score, one point per criterion, written as
+docs/algorithms.md §1: an additive integer score, one point per criterion, written as
 ``<Score>k</Score>`` after a short justification. The judge is the *reference* policy
 (adapter off), so the Solver cannot move its own judge. Parsing is robust to case,
 spaces and a missing closing tag; a judgement with no score counts as 0 and is counted
