@@ -48,6 +48,7 @@ from lsp_mlx.records import Game
 
 # Keys that may differ between a run and its resumption (none changes what is trained).
 RESUMABLE_CHANGES = {
+    ("train", "backend"),  # the checkpoint files are the same on both (docs/torch.md)
     ("train", "iterations"),
     ("train", "run_dir"),
     ("train", "checkpoint_every"),
@@ -170,12 +171,6 @@ class Trainer:
             return 1, None
         saved = cfg.load(self.run_dir / "config.yaml").to_dict()
         new = self.config.to_dict()
-        if saved["train"]["backend"] != new["train"]["backend"]:
-            raise UserError(
-                f"--resume: this run trains on backend {saved['train']['backend']}, and a run does not "
-                "change backends midway (the optimizer state and sampling streams are the backend's): "
-                f"resume with --backend {saved['train']['backend']}, or start a new --run-dir"
-            )
         diffs = config_differences(saved, new)
         if diffs:
             raise UserError(
@@ -186,6 +181,14 @@ class Trainer:
         if found is None:
             return 1, None
         folder, self._resume_state = found
+        before, now = saved["train"]["backend"], new["train"]["backend"]
+        if before != now:
+            # both backends write the adapter in mlx-lm's format and the optimizer in MLX's layout
+            self._warn(
+                f"resuming a run trained on backend {before} with backend {now}: the adapter and "
+                "optimizer state carry over, the sampling does not, so the run differs from one "
+                "that stayed on one backend"
+            )
         if not (folder / ckpt.OPTIMIZER_STATE).exists() and not self.reset_optimizer:
             raise UserError(
                 f"checkpoint {folder} has no {ckpt.OPTIMIZER_STATE}: restore it, or pass "

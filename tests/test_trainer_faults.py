@@ -196,14 +196,22 @@ def test_missing_optimizer_state_needs_reset_optimizer(tiny_model, tmp_path, cap
     assert iterations_of(run_dir) == [1, 2, 3]
 
 
-def test_resume_refuses_another_backend_with_one_line(tiny_model, tmp_path, capsys):
+def test_resume_on_the_other_backend_carries_adapter_and_optimizer(tiny_model, tmp_path, capsys):
+    pytest.importorskip("torch")
+    import mlx.core as mx
+
     run_dir = tmp_path / "run"
     assert main(train_args(tiny_model, run_dir, iterations=1)) == 0
     capsys.readouterr()
     code, err = run_main(
         train_args(tiny_model, run_dir, "--resume", "--backend", "torch", iterations=2), capsys
     )
-    assert code == 2 and "does not change backends" in error_lines(err)[0]
+    assert code == 0, err
+    warnings = [x for x in err.splitlines() if x.startswith("lsp-mlx: warning:")]
+    assert len(warnings) == 1 and "backend mlx with backend torch" in warnings[0]
+    assert iterations_of(run_dir) == [1, 2]
+    state = mx.load(str(run_dir / "checkpoints" / "iter-000002" / ckpt.OPTIMIZER_STATE))
+    assert state["step"].item() == 2  # the torch step continued the MLX optimizer
 
 
 # ------------------------------------------------------------------ kills
