@@ -1,6 +1,6 @@
 """Run self-play from Python instead of the CLI: the same Trainer `lsp-mlx train` uses.
 
-    python examples/train_from_python.py
+python examples/train_from_python.py
 """
 
 from lsp_mlx import config as cfg
