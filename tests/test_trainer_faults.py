@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,7 +30,7 @@ from lsp_mlx.events import read_events
 def train_args(
     tiny_model: Path, run_dir: Path | str, *extra: str, iterations: int = 2
 ) -> list[str]:
-    return ["train", "--config", "configs/tiny.yaml", "--model", str(tiny_model), "--run-dir",
+    return ["train", "--config", str(REPO / "configs" / "tiny.yaml"), "--model", str(tiny_model), "--run-dir",
             str(run_dir), "--iterations", str(iterations), "--set", "train.print_games=0", *extra]  # fmt: skip
 
 
@@ -163,10 +164,30 @@ DAMAGE = {
 }
 
 
+@pytest.fixture(scope="module")
+def three_iterations(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished 3-iteration run (a checkpoint per iteration), copied by each test."""
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert main(train_args(tiny_model, run_dir, iterations=3)) == 0
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    return run_dir
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
 @pytest.mark.parametrize("damage", list(DAMAGE))
-def test_resume_passes_over_a_damaged_checkpoint(tiny_model, tmp_path, capsys, damage):
-    run_dir = tmp_path / "run"
-    assert main(train_args(tiny_model, run_dir, iterations=3)) == 0
+def test_resume_passes_over_a_damaged_checkpoint(
+    tiny_model, three_iterations, tmp_path, capsys, damage
+):
+    run_dir = copy_of(three_iterations, tmp_path)
     name, spoil = DAMAGE[damage]
     target = run_dir / "checkpoints" / "iter-000003" / name
     target.write_bytes(spoil(target.read_bytes()))
@@ -181,19 +202,20 @@ def test_resume_passes_over_a_damaged_checkpoint(tiny_model, tmp_path, capsys, d
     assert (run_dir / "events.jsonl").read_bytes().endswith(b"\n")
 
 
-def test_missing_optimizer_state_needs_reset_optimizer(tiny_model, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert main(train_args(tiny_model, run_dir, iterations=2)) == 0
-    (run_dir / "checkpoints" / "iter-000002" / ckpt.OPTIMIZER_STATE).unlink()
+def test_missing_optimizer_state_needs_reset_optimizer(
+    tiny_model, three_iterations, tmp_path, capsys
+):
+    run_dir = copy_of(three_iterations, tmp_path)
+    (run_dir / "checkpoints" / "iter-000003" / ckpt.OPTIMIZER_STATE).unlink()
     capsys.readouterr()
-    code, err = run_main(train_args(tiny_model, run_dir, "--resume", iterations=3), capsys)
+    code, err = run_main(train_args(tiny_model, run_dir, "--resume", iterations=4), capsys)
     assert code == 2 and "--reset-optimizer" in error_lines(err)[0]
-    assert iterations_of(run_dir) == [1, 2]  # nothing was written
+    assert iterations_of(run_dir) == [1, 2, 3]  # nothing was written
     code, err = run_main(
-        train_args(tiny_model, run_dir, "--resume", "--reset-optimizer", iterations=3), capsys
+        train_args(tiny_model, run_dir, "--resume", "--reset-optimizer", iterations=4), capsys
     )
     assert code == 0, err
-    assert iterations_of(run_dir) == [1, 2, 3]
+    assert iterations_of(run_dir) == [1, 2, 3, 4]
 
 
 def test_resume_on_the_other_backend_carries_adapter_and_optimizer(tiny_model, tmp_path, capsys):
@@ -260,11 +282,8 @@ def test_launch_checks_before_spawning(tmp_path, capsys, case):
     assert not (tmp_path / "run").exists()
 
 
-def test_launch_refuses_an_existing_run(tiny_model, tmp_path, capsys):
-    run_dir = tmp_path / "run"
-    assert main(train_args(tiny_model, run_dir, iterations=1)) == 0
-    capsys.readouterr()
-    code, err = run_main(["launch", "--", *train_args(tiny_model, run_dir)[1:]], capsys)
+def test_launch_refuses_an_existing_run(tiny_model, three_iterations, capsys):
+    code, err = run_main(["launch", "--", *train_args(tiny_model, three_iterations)[1:]], capsys)
     assert code == 2 and "already holds a run" in error_lines(err)[0]
 
 
