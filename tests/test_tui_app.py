@@ -187,7 +187,9 @@ async def test_controls_on_an_ended_run_say_why_they_do_nothing(tmp_path: Path) 
     write(tmp_path, recorded())
     app = make_app(tmp_path)
     async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
         await pilot.press("p", "c", "s")
+        await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen)
         assert commands(tmp_path) == []
         said = [line.message for line in app.state.logs if line.level == "tui"]
