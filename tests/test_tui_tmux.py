@@ -102,17 +102,18 @@ def test_attach_in_tmux(tmp_path: Path) -> None:
         assert "Answer 1" in shown and "Query" in shown
         keys("Escape")
         wait_for("Games · running")
+        keys("d")
+        wait_for("Dashboard · running")
         keys("p")
+        shown = wait_for("sent 'pause'")
+        # The answer to the key is a toast, top right, never over the pinned warnings.
+        assert "judge output unparsable" in shown
         reader, sent = ControlReader(run_dir), []
         deadline = time.monotonic() + 10
         while not sent and time.monotonic() < deadline:
             sent = reader.poll()
             time.sleep(0.1)
         assert sent == ["pause"]
-        keys("d")
-        shown = wait_for("Dashboard · running")
-        # The answer to the key is a toast, top right, never over the pinned warnings.
-        assert "sent 'pause'" in shown and "judge output unparsable" in shown
         keys("q")
         wait_for("Quit (y)")
         keys("y")
