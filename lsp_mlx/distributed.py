@@ -214,6 +214,26 @@ class World:
             return None
         return self.gradient_reducer()
 
+    def reduce_rollout(self, rollout: Rollout) -> Rollout:
+        """Generated tokens summed, phase timings as the slowest rank's (the phase's wall time)."""
+        if self.size == 1:
+            return rollout
+        parts = self.all_gather_object(
+            {"tokens": rollout.generated_tokens, "timings": rollout.timings},
+            "the rollout statistics",
+        )
+        timings = {k: max(p["timings"].get(k, 0.0) for p in parts) for k in rollout.timings}
+        return dataclasses.replace(
+            rollout, generated_tokens=sum(p["tokens"] for p in parts), timings=timings
+        )
+
+    def agree_control(self, stop: bool, checkpoint: bool, paused: bool) -> tuple[bool, bool, bool]:
+        """Every rank adopts one decision: stop/checkpoint if any rank asks, pause as rank 0 says."""
+        if self.size == 1:
+            return stop, checkpoint, paused
+        parts = self.all_gather_object([stop, checkpoint, paused], "the control check")
+        return any(p[0] for p in parts), any(p[1] for p in parts), bool(parts[0][2])
+
     def reduce_step(self, samples: list[PolicySample], stats: StepStats) -> StepStats:
         """The step's numbers over every rank (identity for one process): loss and tokens
         summed, KL averaged over all samples, per-role numbers merged."""
@@ -525,26 +545,3 @@ def state_fingerprint(backend: Any) -> str:
                 np.array(v.astype(mx.float32) if v.dtype == mx.bfloat16 else v).tobytes()
             )  # numpy has no bf16
     return h.hexdigest()[:16]
-
-
-def reduce_rollout(world: World, rollout: Rollout) -> Rollout:
-    """Generated tokens summed, phase timings as the slowest rank's (the wall time of the phase)."""
-    if world.size == 1:
-        return rollout
-    parts = world.all_gather_object(
-        {"tokens": rollout.generated_tokens, "timings": rollout.timings}, "the rollout statistics"
-    )
-    timings = {k: max(p["timings"].get(k, 0.0) for p in parts) for k in rollout.timings}
-    return dataclasses.replace(
-        rollout, generated_tokens=sum(p["tokens"] for p in parts), timings=timings
-    )
-
-
-def agree_control(
-    world: World, stop: bool, checkpoint: bool, paused: bool
-) -> tuple[bool, bool, bool]:
-    """Every rank adopts the same decision: stop/checkpoint if any rank asks, pause as rank 0 says."""
-    if world.size == 1:
-        return stop, checkpoint, paused
-    parts = world.all_gather_object([stop, checkpoint, paused], "the control check")
-    return any(p[0] for p in parts), any(p[1] for p in parts), bool(parts[0][2])

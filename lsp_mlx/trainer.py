@@ -19,7 +19,8 @@ Faults: a non-finite loss or gradient norm stops the run (exit 2) before anythin
 saved, so the newest checkpoint holds finite weights; a full disk is one error line (exit 2)
 and events.jsonl keeps whole lines only. Data-parallel runs (`lsp_mlx.distributed`) differ in
 three calls on the `World`: the gradient sum handed to ``train_step`` and the reductions of
-the step's and the rollout's numbers; each is the identity for one process.
+the step's and the rollout's numbers (and one more for the control decisions); each is the
+identity for one process.
 """
 
 from __future__ import annotations
@@ -288,8 +289,8 @@ class Trainer:
         while True:
             if self.is_main:
                 self._poll_control(wait=False)
-            self._stop, self._checkpoint_now, self._paused = distributed.agree_control(
-                self.world, self._stop, self._checkpoint_now, self._paused
+            self._stop, self._checkpoint_now, self._paused = self.world.agree_control(
+                self._stop, self._checkpoint_now, self._paused
             )
             if not self._paused or self._stop:
                 return
@@ -428,7 +429,7 @@ class Trainer:
                 stats = world.reduce_step(rollout.samples, stats)
                 t2 = time.perf_counter()
                 self._check_finite(it, stats)
-                rollout = distributed.reduce_rollout(world, rollout)
+                rollout = world.reduce_rollout(rollout)
                 self._done = it
                 metrics = {
                     **rollout.metrics,

@@ -86,8 +86,8 @@ def test_single_process_world_is_the_identity(monkeypatch):
     assert type(world) is distributed.World and (world.rank, world.size) == (0, 1)
     assert world.seeding == "batch" and world.shard(5) == range(5)
     assert world.all_sum([1.5, 2.0]) == [1.5, 2.0] and world.all_concat([1, 2]) == [1, 2]
-    assert distributed.agree_control(world, False, True, True) == (False, True, True)
-    assert world.gradient_reducer() is None
+    assert world.agree_control(False, True, True) == (False, True, True)
+    assert world.gradient_reducer() is None and world.step_reducer(3) is None
 
 
 def test_mlx_launch_with_one_rank_is_a_plain_process(monkeypatch, tmp_path):

@@ -45,7 +45,8 @@ def test_demo_preset_trains_and_mlx_lm_loads_the_checkpoint(tmp_path):
     games = [e for e in events if e["type"] == "game"]
     assert len(games) == 2 and any(g["answers"] for g in games)
     metrics = next(e["metrics"] for e in events if e["type"] == "metrics")
-    assert 0.0 <= metrics["self_reward/mean"] <= 1.0 and metrics["kl"] == 0.0
+    # the demo's reward is the exact verifier's 0 or 1 per answer
+    assert 0.0 <= metrics["reward/solver_mean"] <= 1.0 and metrics["kl"] == 0.0
     # the saved config records the converted folder and the original model id
     import yaml
 
