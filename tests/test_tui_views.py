@@ -97,7 +97,6 @@ def app_for(run_dir: Path) -> DashboardApp:
 async def test_sparklines_have_one_column_per_iteration_and_their_range(tmp_path: Path) -> None:
     write(tmp_path, real())
     app = app_for(tmp_path)
-    iterations = app.state.iteration
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         iterations = app.state.iteration or 0
@@ -159,7 +158,6 @@ async def test_plots_have_whole_iterations_fitting_ranges_and_outside_legends(
     tmp_path: Path,
 ) -> None:
     write(tmp_path, real())
-    app = app_for(tmp_path)
     for size in ((80, 24), (120, 40)):
         async with app_for(tmp_path).run_test(size=size) as pilot:
             app = pilot.app
