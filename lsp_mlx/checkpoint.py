@@ -56,7 +56,8 @@ def save_checkpoint(
     root.mkdir(parents=True, exist_ok=True)
     name = f"iter-{iteration:06d}"
     tmp = root / f".{name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    for stale in [*root.glob(".iter-*.tmp"), *root.glob(".iter-*.old")]:  # left by a kill
+        shutil.rmtree(stale, ignore_errors=True)
     try:
         tmp.mkdir()
         backend.save_adapter(tmp)

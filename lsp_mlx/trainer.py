@@ -200,7 +200,7 @@ class Trainer:
 
     def _load_checkpoint(self, backend: Any, game: Any, folder: Path) -> None:
         backend.load_adapter(folder)
-        if (folder / ckpt.OPTIMIZER_STATE).exists():
+        if not self.reset_optimizer:
             backend.load_state(folder)
         game_state = ckpt.read_game_state(folder)
         if game_state is not None:

@@ -52,8 +52,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--reset-optimizer",
         action="store_true",
-        help="with --resume: continue with a fresh optimizer when the checkpoint has no "
-        "optimizer state (the run then differs from an uninterrupted one)",
+        help="with --resume: continue with a fresh optimizer (needed when the checkpoint has "
+        "no optimizer state; the run then differs from an uninterrupted one)",
     )
     p.add_argument(
         "--set",
