@@ -11,8 +11,21 @@ from lsp_mlx.events import read_events
 def test_user_reward_function_from_examples(tiny_model, tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(REPO / "examples"))
     run_dir = tmp_path / "run"
-    code = main(["train", "--config", str(REPO / "configs/tiny.yaml"), "--model", str(tiny_model), "--run-dir",
-                 str(run_dir), "--iterations", "1", "--set", "reward.function=concise_reward:reward"])
+    code = main(
+        [
+            "train",
+            "--config",
+            str(REPO / "configs/tiny.yaml"),
+            "--model",
+            str(tiny_model),
+            "--run-dir",
+            str(run_dir),
+            "--iterations",
+            "1",
+            "--set",
+            "reward.function=concise_reward:reward",
+        ]
+    )
     assert code == 0
     import concise_reward
 

@@ -46,7 +46,9 @@ def make_reward(config: Config, backend: Backend) -> RewardFn:
     return load_function(config.reward.function)
 
 
-def check_rewards(rewards: list[list[float]], answers: list[list[str]], source: str) -> list[list[float]]:
+def check_rewards(
+    rewards: list[list[float]], answers: list[list[str]], source: str
+) -> list[list[float]]:
     """Reject a reward function's output that does not match the groups (one clear line)."""
     from lsp_mlx.errors import UserError
 
@@ -54,7 +56,9 @@ def check_rewards(rewards: list[list[float]], answers: list[list[str]], source: 
         len(r) == len(a) for r, a in zip(rewards, answers)
     )
     if not shape_ok:
-        raise UserError(f"reward source {source!r} returned rewards shaped unlike the answers: return one float per answer, grouped per query")
+        raise UserError(
+            f"reward source {source!r} returned rewards shaped unlike the answers: return one float per answer, grouped per query"
+        )
     try:
         out = [[float(x) for x in group] for group in rewards]
     except (TypeError, ValueError):
