@@ -380,7 +380,13 @@ def load(path: str | Path | None = None, overrides: dict[str, Any] | None = None
             raise ConfigError("--config is empty: pass a YAML file, e.g. configs/demo.yaml")
         path = Path(path)
         if not path.is_file():
-            problem = "is a folder" if path.is_dir() else "not found"
+            problem = (
+                "is a folder"
+                if path.is_dir()
+                else "is not a regular file"
+                if path.exists()
+                else "not found"
+            )
             raise ConfigError(
                 f"config file {str(path)!r} {problem}: pass an existing YAML file, e.g. configs/demo.yaml"
             )

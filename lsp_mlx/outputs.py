@@ -27,6 +27,8 @@ def check_writable_file(path: str | Path, flag: str) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         raise UserError(f"{flag} {path} is a folder: pass a file path, e.g. {path / 'result.json'}")
+    if path.exists() and not path.is_file():
+        raise UserError(f"{flag} {path} is not a regular file: pass a file path")
     _probe(_nearest_existing(path.parent), flag, path)
     return path
 

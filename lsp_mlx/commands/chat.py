@@ -61,8 +61,22 @@ def check_generation_arguments(args: argparse.Namespace) -> None:
         raise UserError(f"--top-p must be in (0, 1], got {args.top_p}")
     if not 0 <= args.seed <= SEED_MAX:
         raise UserError(f"--seed must be in 0..{SEED_MAX}, got {args.seed}")
+    if args.system is not None:
+        check_utf8(args.system, "--system")
     if args.checkpoint is not None and args.checkpoint < 0:
         raise UserError(f"--checkpoint must be >= 0, got {args.checkpoint}")
+
+
+def check_utf8(text: str, what: str) -> str:
+    """Bytes that are not UTF-8 reach Python as lone surrogates (from argv or a piped stdin);
+    a tokenizer cannot encode them."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise UserError(
+            f"{what} is not UTF-8 text (at character {e.start}): pass UTF-8 text"
+        ) from None
+    return text
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -131,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
             break
         message = line.strip()
         if not message:
+            continue
+        try:
+            check_utf8(message, "that line")
+        except UserError as e:  # one bad line does not end the conversation
+            print(f"({e})", flush=True)
             continue
         if message in ("/quit", "/exit"):
             break

@@ -396,7 +396,13 @@ def run(args: argparse.Namespace) -> int:
         result["win_rate"] = win_rate_section(backend, args, prompts, scorer)
     print_table(result)
     out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2))
+    except OSError as e:  # checked before the eval; the disk can still fill up since
+        raise UserError(
+            f"--output {out} cannot be written ({e.strerror or e}): the table above holds the results; "
+            "free space or pass another --output"
+        ) from None
     print(f"\nwrote {out}")
     return 0

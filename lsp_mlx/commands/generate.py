@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from lsp_mlx.commands.chat import add_generation_arguments, check_generation_arguments
+from lsp_mlx.commands.chat import (
+    add_generation_arguments,
+    check_generation_arguments,
+    check_utf8,
+)
 from lsp_mlx.errors import UserError
 
 
@@ -36,6 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     check_generation_arguments(args)
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+    check_utf8(prompt, "the prompt")
     if not prompt.strip():
         raise UserError("the prompt is empty: pass --prompt TEXT, or --prompt - with text on stdin")
     if args.raw and args.system:
