@@ -449,12 +449,18 @@ CASES: list[tuple[str, str, str]] = [
     ("launch-processes-zero", "launch -n 0 -- --config {tiny}", "0"),
     ("launch-processes-text", "launch -n two -- --config {tiny}", "invalid int value"),
     ("launch-bad-set", "launch -n 2 -- --config {tiny} --set game.group_size=1", "game.group_size (G) must be in"),
+    ("launch-processes-negative", "launch -n -1 -- --config {tiny}", "-n must be >= 1"),
+    ("launch-too-few-queries", "launch -n 2 -- --config {tiny} --set game.num_queries=1", "every rank gets a query"),
+    ("launch-run-exists", "launch -n 2 -- --config {tiny} --model {model} --run-dir {run}", "already holds a run"),
+    ("launch-hostfile-missing", "launch -n 2 --hostfile {root}/hosts.json -- --config {tiny} --run-dir {case}/r", "hosts.json"),
     ("launch-config-missing", "launch -n 2 -- --config {root}/missing.yaml", "not found"),
     # ---------------------------------------------------------------- report
     ("report-no-to", "report {run}", "--to"),
     ("report-missing-run", "report {root}/missing --to tensorboard", "missing"),
     ("report-not-a-run", "report {not_a_run} --to tensorboard", "not_a_run"),
     ("report-unknown-tracker", "report {run} --to mlflow", "mlflow"),
+    ("report-project-empty", "report {run} --to tensorboard --project ''", "--project"),
+    ("report-name-empty", "report {run} --to tensorboard --name ''", "--name"),
     ("report-bad-events", "report {run_bad_events} --to tensorboard", "events.jsonl"),
 ]  # fmt: skip
 
