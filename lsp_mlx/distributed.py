@@ -1,10 +1,13 @@
-"""Data-parallel self-play over the engines' own collectives (issue 7; ALGORITHMS.md §1).
+"""Data-parallel self-play over the engines' own collectives (docs/algorithms.md §1).
 
 ``mlx.launch -n K --backend ring -- python -m lsp_mlx train ...`` (MLX: ``mx.distributed``)
 and ``torchrun --nproc_per_node=K -m lsp_mlx train --backend torch ...`` (``torch.distributed``,
 NCCL on GPU, gloo on CPU) start K copies of the trainer. `init` finds out which launcher
 started this process and returns a `World`; without a launcher it is the single-process
-`World` whose collectives are the identity, so one code path serves every run.
+`World` whose collectives are the identity, so one code path serves every run. The `World`
+reaches the rest as an argument: the game gets it when it is built (`make_game`), the trainer
+calls its reductions (`World.step_reducer`, `reduce_step`, `reduce_rollout`,
+`agree_control`), and the backend's ``train_step`` gets the gradient sum as ``grad_reduce``.
 
 How an iteration splits (the rules the LSP game and the trainer follow):
 
@@ -39,6 +42,8 @@ a closed socket); that surfaces as `DistributedError` (exit code 3). A rank that
 alive would block MLX's ring backend forever, so a watchdog thread aborts any collective that
 waits longer than ``LSP_MLX_DIST_TIMEOUT`` seconds (default 1800) with a clear message; torch
 gets the same timeout natively. The watchdog also covers start-up (a rank that never starts).
+A rank started by ``lsp-mlx launch`` on this machine also ends when that process is gone
+(`watch_launcher`): ``mlx.launch`` and ``torchrun`` would outlive a launcher killed by SIGKILL.
 """
 
 from __future__ import annotations
