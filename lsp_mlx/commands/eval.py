@@ -35,6 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
+        metavar="PATH",
         help="base model: 'default', a .gguf, a model folder (default: the adapter's own base, else 'default')",
     )
     p.add_argument(
