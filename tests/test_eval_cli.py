@@ -154,9 +154,7 @@ def test_eval_splits_off_the_problems_the_run_trained_on(
     assert [s["seen_in_training"] for s in acc["samples"]] == [False, False, True, False]
     assert acc["unseen"]["base"]["n"] == 3 and "difference" in acc["unseen"]
     assert "\nunseen " in r.stdout and "1 of the 4 appear as training problems" in r.stdout
-    r = run_cli(
-        "eval", *args, "--adapter", str(run), "--train-log", "none", "--output", str(out)
-    )
+    r = run_cli("eval", *args, "--adapter", str(run), "--train-log", "none", "--output", str(out))
     assert r.returncode == 0 and "unseen" not in json.loads(out.read_text())["accuracy"]
 
 

@@ -43,8 +43,13 @@ def test_paired_points_pair_each_checkpoint_with_the_base_answers() -> None:
 def test_curve_png_from_a_run_log(tmp_path: Path) -> None:
     run = tmp_path / "run"
     run.mkdir()
-    events = [{"v": 1, "type": "run_start", "config": {"game": {"temperature": 1.0},
-                                                       "sqlm": {"solver_temperature": 0.7}}}]
+    events = [
+        {
+            "v": 1,
+            "type": "run_start",
+            "config": {"game": {"temperature": 1.0}, "sqlm": {"solver_temperature": 0.7}},
+        }
+    ]
     events += [{"v": 1, "type": "metrics", "iteration": i, "metrics": {"sqlm/accuracy": i / 10}}
                for i in range(1, 6)]  # fmt: skip
     (run / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))

@@ -52,7 +52,12 @@ def answer_quality(query: str, answer: str) -> float:
     words = _words(answer)
     if not words:
         return 0.0
-    parts = [length_score(len(words)), distinct_trigrams(words), echo_penalty(query, answer), finished(answer)]
+    parts = [
+        length_score(len(words)),
+        distinct_trigrams(words),
+        echo_penalty(query, answer),
+        finished(answer),
+    ]
     return sum(parts) / len(parts)
 
 
