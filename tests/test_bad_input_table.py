@@ -411,6 +411,8 @@ CASES: list[tuple[str, str, str]] = [
     ("eval-nothing", "eval --model {model} --no-accuracy", "leaves nothing to measure"),
     ("eval-checkpoint-alone", "eval --model {model} --checkpoint 1", "also pass --adapter"),
     ("eval-judge-rm-no-model", "eval --adapter {run} --prompts {prompts_ok} --judge reward_model", "--judge reward_model needs"),
+    ("eval-reward-model-missing", "eval --adapter {run} --prompts {prompts_ok} --judge reward_model --reward-model {root}/rm", "--reward-model"),
+    ("eval-reward-model-no-head", "eval --adapter {run} --prompts {prompts_ok} --judge reward_model --reward-model {model} --no-accuracy", "no score head"),
     ("eval-judge-python-no-fn", "eval --adapter {run} --prompts {prompts_ok} --judge python", "--judge python needs"),
     ("eval-judge-python-signature", "eval --adapter {run} --prompts {prompts_ok} --judge python --function os.path:join", "has the signature"),
     ("eval-judge-unknown", "eval --judge oracle", "invalid choice: 'oracle'"),

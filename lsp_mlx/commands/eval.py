@@ -144,6 +144,14 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--no-accuracy leaves nothing to measure: drop it or pass --prompts")
     if args.judge == "reward_model" and args.prompts and not args.reward_model:
         raise UserError("--judge reward_model needs --reward-model FOLDER")
+    if args.judge == "reward_model" and args.prompts:
+        from lsp_mlx.models.resolve import is_hub_id
+
+        if not Path(args.reward_model).is_dir() and not is_hub_id(args.reward_model):
+            raise UserError(
+                f"--reward-model {args.reward_model}: no such folder (and not a Hub id): "
+                "pass a sequence-classification model folder"
+            )
     if args.judge == "python" and args.prompts and (not args.function or ":" not in args.function):
         raise UserError("--judge python needs --function package.module:function")
     check_writable_file(args.output, "--output")
@@ -286,13 +294,13 @@ def accuracy_section(
 def win_rate_section(
     backend: Any, args: argparse.Namespace, prompts: list[str] | None = None, scorer: Any = None
 ) -> dict[str, Any]:
-    """``prompts`` and a python ``scorer`` may be read up front (before the model loads)."""
+    """``prompts`` and the ``scorer`` may be read up front (before any answer is generated)."""
     from lsp_mlx.evaluation.pairwise import answer_prompts, judge_pairs, read_prompts
     from lsp_mlx.evaluation.stats import win_rate
 
     if prompts is None:
         prompts = read_prompts(args.prompts)
-    if args.judge == "reward_model":
+    if args.judge == "reward_model" and scorer is None:
         scorer = backend.load_reward_model(args.reward_model)
     elif args.judge == "python" and scorer is None:
         from lsp_mlx.rewards.python_fn import load_function
@@ -384,6 +392,8 @@ def run(args: argparse.Namespace) -> int:
     if source is not None:
         backend.load_adapter(source.adapter_dir)
         _check_adapter_fits(backend, source, config.model.path)
+    if args.prompts and args.judge == "reward_model":
+        scorer = backend.load_reward_model(args.reward_model)  # before minutes of generation
     result: dict[str, Any] = {
         "model": config.model.path,
         "base_model": config.model.base_model,

@@ -31,6 +31,11 @@ class ResolvedModel:
     source: str
 
 
+def is_hub_id(spec: str) -> bool:
+    """``spec`` is spelled like a Hub repo id ``org/name`` (nothing is looked up)."""
+    return bool(_HUB_ID.match(spec.strip()))
+
+
 def platform_default_dequantize() -> bool:
     """Only Apple Silicon has fast quantized (and fp16) matmuls; elsewhere run fp32."""
     return not (sys.platform == "darwin" and platform.machine() == "arm64")
@@ -106,7 +111,7 @@ def resolve_model(spec: str, dequantize: bool | None = None) -> ResolvedModel:
         )
     if path.suffix.lower() == ".gguf":
         raise UserError(f"GGUF file not found: {path}: pass the path of an existing .gguf file")
-    if _HUB_ID.match(spec):
+    if is_hub_id(spec):
         # mlx_lm.load resolves it through the local Hugging Face cache (or downloads it).
         return ResolvedModel(path=Path(spec), base_model=spec, source="hub")
     raise UserError(
