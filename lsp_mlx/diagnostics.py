@@ -1,4 +1,4 @@
-"""Live self-play health checks (ALGORITHMS.md §4): is the pipeline still producing learnable signal?
+"""Live self-play health checks (docs/algorithms.md §4): is the pipeline still producing learnable signal?
 
 Self-play improves only while it yields information; it fails by proposer collapse (the
 Challenger/Proposer repeats itself), solver saturation (everything solved, no gradient) and

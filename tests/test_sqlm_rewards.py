@@ -1,4 +1,4 @@
-"""SQLM's reward math (ALGORITHMS.md §2) as pure functions."""
+"""SQLM's reward math (docs/algorithms.md §2) as pure functions."""
 
 from __future__ import annotations
 

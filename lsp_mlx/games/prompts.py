@@ -1,4 +1,4 @@
-"""The prompt texts of the LSP game (our own wording of the intent in ALGORITHMS.md §1)."""
+"""The prompt texts of the LSP game (our own wording of the intent in docs/algorithms.md §1)."""
 
 from __future__ import annotations
 

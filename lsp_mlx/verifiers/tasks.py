@@ -1,5 +1,5 @@
 """The verifiable tasks SQLM plays: what the Proposer is asked, how a proposal is parsed, what the
-Solver sees, and how a group of answers is scored (ALGORITHMS.md §2).
+Solver sees, and how a group of answers is scored (docs/algorithms.md §2).
 
 - `ArithmeticTask`: the Proposer writes a maths problem; answers are reduced to their final
   number. ``solver_reward="majority"`` is the paper's label-free reward (agree with the
