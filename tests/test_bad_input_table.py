@@ -356,6 +356,7 @@ CASES: list[tuple[str, str, str]] = [
     ("export-bad-repo-id", "export --adapter {run} --out {case}/e --push-to-hub 'bad id' --dry-run", "is not a valid Hub repo id"),
     ("export-bad-repo-id-slashes", "export --adapter {run} --out {case}/e --push-to-hub a/b/c", "is not a valid Hub repo id"),
     ("export-wrong-base", "export --adapter {run} --out {case}/e --model {other_model}", "does not fit this base model"),
+    ("export-base-model-not-hub-id", "export --adapter {run} --out {case}/e --base-model 'not a hub id'", "is not a Hub id"),
     ("export-model-missing", "export --adapter {run} --out {case}/e --model {root}/nope", "nope"),
     # ---------------------------------------------------------------- chat
     ("chat-no-adapter", "chat", "--adapter"),
@@ -397,6 +398,7 @@ CASES: list[tuple[str, str, str]] = [
     ("eval-levels-empty", "eval --model {model} --levels=", "--levels is empty"),
     ("eval-levels-commas", "eval --model {model} --levels ,,", "--levels is empty"),
     ("eval-levels-unknown", "eval --model {model} --levels add9", "unknown level 'add9'"),
+    ("eval-levels-twice", "eval --model {model} --levels add1,add2,add1", "names 'add1' twice"),
     ("eval-per-level-zero", "eval --model {model} --per-level 0", "--per-level must be in"),
     ("eval-per-level-huge", "eval --model {model} --per-level 1000000000", "--per-level must be in"),
     ("eval-max-tokens-zero", "eval --model {model} --max-tokens 0", "--max-tokens must be in"),

@@ -179,3 +179,21 @@ def test_eval_bad_input_is_one_line(
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
         r.stderr
     )
+
+
+def test_eval_finds_the_base_of_a_run_and_of_an_export(
+    tiny_model: Path, tiny_run: Path, tmp_path: Path
+):
+    """An export records no run config: eval finds its base as chat and export do."""
+    import argparse
+
+    from lsp_mlx.commands.eval import _config
+    from lsp_mlx.export.exporter import export_adapter
+    from lsp_mlx.export.source import resolve_source
+
+    exported = export_adapter(tiny_run, tmp_path / "export").out_dir
+    args = argparse.Namespace(model=None)
+    for path in (tiny_run, tiny_run / "checkpoints" / "iter-000001", exported):
+        config = _config(args, resolve_source(path))
+        assert Path(config.model.path).resolve() == tiny_model.resolve(), path
+        assert config.lora.rank == 4

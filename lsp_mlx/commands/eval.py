@@ -104,10 +104,12 @@ def _config(args: argparse.Namespace, source: AdapterSource | None) -> Any:
                 overrides[f"lora.{key}"] = lora[key]
         if "num_layers" in meta:
             overrides["lora.num_layers"] = meta["num_layers"]
-        if model is None and meta.get("model") and Path(meta["model"]).exists():
-            model = meta["model"]
-        if meta.get("base_model"):
-            overrides["model.base_model"] = meta["base_model"]
+        if model is None:  # the base the adapter was trained on, found as chat and export find it
+            from lsp_mlx.export.source import locate_base_model
+
+            model = str(locate_base_model(source))
+        if source.base_model:
+            overrides["model.base_model"] = source.base_model
     overrides["model.path"] = model or "default"
     return cfg.load(None, overrides)
 
@@ -128,6 +130,9 @@ def _check(args: argparse.Namespace) -> None:
         unknown = [lv for lv in levels if lv not in LEVELS]
         if unknown:
             raise UserError(f"--levels: unknown level {unknown[0]!r}; known: {', '.join(LEVELS)}")
+        twice = sorted({lv for lv in levels if levels.count(lv) > 1})
+        if twice:
+            raise UserError(f"--levels names {twice[0]!r} twice: list each level once")
     if not 1 <= args.max_tokens <= 131072:
         raise UserError(f"--max-tokens must be in 1..131072, got {args.max_tokens}")
     if not 1 <= args.batch_size <= 4096:

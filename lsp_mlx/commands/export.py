@@ -92,6 +92,15 @@ def run(args: argparse.Namespace) -> int:
         from lsp_mlx.export.hub import check_repo_id
 
         check_repo_id(args.push_to_hub)  # before the export, not after it
+    if args.base_model is not None:
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(args.base_model)
+        except HFValidationError:
+            raise UserError(
+                f"--base-model {args.base_model!r} is not a Hub id: pass ORG/NAME, e.g. HuggingFaceTB/SmolLM2-135M-Instruct"
+            ) from None
     from lsp_mlx import blas
 
     blas.preload()
