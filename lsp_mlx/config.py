@@ -5,6 +5,13 @@ A YAML preset (``configs/*.yaml``) has one section per dataclass below (``model`
 ones have their own flag (``--model``, ``--iterations`` ...), any other key is set with
 ``--set section.key=value`` (the value is parsed as YAML). Unknown keys, wrong types and
 impossible values raise `ConfigError` with one line that names the problem and the fix.
+
+Every number must be finite and inside a stated range (upper bounds included, so a typo such
+as ``num_queries: 100000000`` fails here rather than after minutes of allocation). Floats are
+accepted in any common spelling (``1e-4``, which PyYAML reads as a string, included). Keys
+renamed to role-neutral names (`RENAMED_KEYS`) are still read, with a one-line hint. A
+``python`` reward function is imported and its signature checked here, before a run writes
+anything.
 """
 
 from __future__ import annotations
