@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from test_export_support import make_adapter_run, make_readable_tiny_model
 
 from lsp_mlx.commands.chat import side_by_side
@@ -40,13 +39,15 @@ def _answer(session, history: list[dict[str, str]], adapter: bool = True) -> str
 
 def _lsp(args: list[str], stdin: str) -> subprocess.CompletedProcess[str]:
     """`python -m lsp_mlx ARGS` with ``stdin`` piped in, on a 90-column 'terminal'."""
-    return subprocess.run(
+    result = subprocess.run(
         [sys.executable, "-m", "lsp_mlx", *args],
-        input=stdin,
+        input=stdin.encode("utf-8", "surrogateescape"),
         capture_output=True,
-        text=True,
         timeout=300,
         env={**os.environ, "COLUMNS": "90"},
+    )
+    return subprocess.CompletedProcess(
+        result.args, result.returncode, result.stdout.decode(), result.stderr.decode()
     )
 
 
@@ -78,7 +79,12 @@ def test_chat_compare_shows_base_and_adapted_side_by_side(run_dir: Path, session
 
 
 def test_chat_keeps_the_conversation(run_dir: Path, session) -> None:  # noqa: ANN001
-    out = _chat(run_dir, "hello\n\nand then?\n")  # ends at end of input; blank lines are skipped
+    # ends at end of input; blank lines are skipped, and so is a line that is not UTF-8
+    # (written here as the lone surrogate Python decodes such bytes to)
+    out = _chat(run_dir, "hello\n\ncaf\udce9\nand then?\n")
+    skipped = "(that line is not UTF-8 text (at character 3): pass UTF-8 text)\n"
+    assert out.count(skipped) == 1
+    out = out.replace(skipped, "")
     history = [{"role": "user", "content": "hello"}]
     first = _answer(session, history)
     history += [{"role": "assistant", "content": first}, {"role": "user", "content": "and then?"}]
@@ -100,30 +106,6 @@ def test_generate_prints_one_completion(run_dir: Path, session) -> None:  # noqa
     ]
     assert done.stdout == _answer(session, messages, adapter=False) + "\n"
     assert done.stdout != _answer(session, messages) + "\n"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--temp", "-1"], "--temp must be in [0, 10]"),
-        (["--top-p", "0"], "--top-p must be in (0, 1]"),
-        (["--max-tokens", "0"], "--max-tokens must be in 1..131072"),
-        (["--seed", "-1"], "--seed must be in 0..4294967295"),
-        (["--raw", "--system", "x"], "--system needs the chat template"),
-    ],
-)
-def test_generate_flag_errors(run_dir: Path, args: list[str], message: str) -> None:
-    result = run_cli("generate", "--adapter", str(run_dir), "--prompt", "hi", *args)
-    assert result.returncode == 2
-    assert result.stderr.startswith("lsp-mlx: error: ") and result.stderr.count("\n") == 1
-    assert message in result.stderr
-
-
-def test_chat_rejects_a_folder_without_adapter(tmp_path: Path) -> None:
-    result = run_cli("chat", "--adapter", str(tmp_path))
-    assert result.returncode == 2 and "neither a run folder" in result.stderr
-    result = run_cli("chat", "--adapter", str(tmp_path / "missing"))
-    assert result.returncode == 2 and "does not exist" in result.stderr
 
 
 def test_adapter_off_restores_the_scales_and_sampling_is_seeded(session) -> None:  # noqa: ANN001

@@ -158,29 +158,6 @@ def test_eval_splits_off_the_problems_the_run_trained_on(
     assert r.returncode == 0 and "unseen" not in json.loads(out.read_text())["accuracy"]
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["--prompts", "x.jsonl"], "also pass --adapter"),
-        (["--adapter", "/nonexistent"], "does not exist"),
-        (["--no-accuracy"], "leaves nothing to measure"),
-        (["--no-base"], "--no-base needs --adapter"),
-        (["--levels", "add9"], "unknown level"),
-        (["--per-level", "0"], "--per-level must be in 1..100000"),
-        (["--batch-size", "0"], "--batch-size must be in 1..4096"),
-        (["--levels", ""], "--levels is empty"),
-        (["--train-log", "/nonexistent"], "--train-log: no events.jsonl"),
-    ],
-)
-def test_eval_bad_input_is_one_line(
-    args: list[str], message: str, tiny_model: Path, tmp_path: Path
-):
-    r = run_cli("eval", "--model", str(tiny_model), "--output", str(tmp_path / "x.json"), *args)
-    assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, (
-        r.stderr
-    )
-
-
 def test_eval_finds_the_base_of_a_run_and_of_an_export(
     tiny_model: Path, tiny_run: Path, tmp_path: Path
 ):

@@ -79,6 +79,14 @@ def check_utf8(text: str, what: str) -> str:
     return text
 
 
+def read_stdin_leniently() -> None:
+    """Bytes that are not UTF-8 arrive as lone surrogates (as on Linux by default), not as a
+    UnicodeDecodeError where the locale is strict, so `check_utf8` reports them."""
+    reconfigure = getattr(sys.stdin, "reconfigure", None)
+    if reconfigure is not None:
+        reconfigure(errors="surrogateescape")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "chat",
@@ -130,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
     from lsp_mlx.export.session import open_session
 
     session = open_session(args.adapter, args.checkpoint, args.model)
+    read_stdin_leniently()
     interactive = sys.stdin.isatty()
     print(f"lsp-mlx chat: {session.describe()}", file=sys.stderr)
     print(HELP, file=sys.stderr)

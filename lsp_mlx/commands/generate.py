@@ -9,6 +9,7 @@ from lsp_mlx.commands.chat import (
     add_generation_arguments,
     check_generation_arguments,
     check_utf8,
+    read_stdin_leniently,
 )
 from lsp_mlx.errors import UserError
 
@@ -39,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_generation_arguments(args)
+    if args.prompt == "-":
+        read_stdin_leniently()
     prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
     check_utf8(prompt, "the prompt")
     if not prompt.strip():
