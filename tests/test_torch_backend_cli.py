@@ -177,8 +177,8 @@ def test_one_iteration_on_the_embedded_model(tmp_path: Path) -> None:
     small = [
         "game.num_queries=2",
         "game.group_size=2",
-        "game.challenger_max_tokens=16",
-        "game.solver_max_tokens=16",
+        "game.query_max_tokens=16",
+        "game.answer_max_tokens=16",
         "lora.num_layers=2",
         "train.micro_batch_size=4",
     ]
