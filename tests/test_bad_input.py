@@ -185,3 +185,25 @@ def test_export_takes_the_adapter_as_a_flag_or_a_positional(capsys, tmp_path):
                  ["export", missing, "--adapter", missing, "--out", out]):  # fmt: skip
         assert "does not exist" in fails(capsys, *argv)
     assert not (tmp_path / "out").exists()
+
+
+def test_outputs_on_a_read_only_filesystem(capsys, tmp_path):
+    """A real read-only mount: root may write anywhere else, so only a probe file can tell."""
+    import subprocess
+
+    from lsp_mlx.errors import UserError
+    from lsp_mlx.outputs import check_writable_dir
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(ro)],
+                           capture_output=True)  # fmt: skip
+    if mount.returncode != 0:
+        pytest.skip(f"mounting a tmpfs is not permitted here: {mount.stderr.decode().strip()}")
+    try:
+        err = fails(capsys, "eval", "--model", "default", "--output", str(ro / "eval.json"))
+        assert "--output" in err and "Read-only file system" in err
+        with pytest.raises(UserError, match="Read-only file system"):
+            check_writable_dir(ro / "export", "--out")
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
