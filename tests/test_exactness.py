@@ -180,6 +180,19 @@ def test_update_equals_full_sequence_oracle(deep_tiny_model, lora_layers, estima
     assert sum(acc["n"] for acc in roles.totals.values()) == len(samples)
 
 
+def test_other_architectures_run_full_sequences_with_the_same_results(deep_tiny_model):
+    """A model outside LAYERED_TYPES runs each full sequence through ``model.model``: no shared
+    prompt or trunk, the same loss and gradients."""
+    backend = _backend(deep_tiny_model, 2)
+    backend.forward.layered, backend.forward.trunk_end = False, 0
+    _move_adapter(backend)
+    samples = _samples(backend)
+    old_loss, old_grads = oracle_loss_and_gradients(backend, samples, 0.1, True)
+    new_loss, new_grads, _ = backend.loss_and_gradients(samples, 0.1, "k3")
+    assert new_loss == pytest.approx(old_loss, rel=1e-6, abs=1e-6)
+    _assert_grads_close(new_grads, old_grads)
+
+
 def test_token_and_sequence_logprobs_equal_oracle(deep_tiny_model):
     backend = _backend(deep_tiny_model, 2, micro_batch_size=2)  # several passes per prompt
     _move_adapter(backend)
