@@ -12,12 +12,21 @@ accuracies' own intervals overlap long before the paired difference stops includ
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from lsp_mlx.errors import UserError
 from lsp_mlx.evaluation.stats import paired_difference
-from lsp_mlx.events import read_events
+from lsp_mlx.events import EVENTS_FILE
+from lsp_mlx.readers import read_json, read_jsonl
+
+
+def read_events(run_dir: str | Path) -> list[dict[str, Any]]:
+    """A run's events (a run folder or its events.jsonl); damage is one line."""
+    path = Path(run_dir)
+    path = path / EVENTS_FILE if path.is_dir() else path
+    return read_jsonl(path, "the run's events", fix="repair or delete the damaged line")
 
 
 def training_series(run_dir: str | Path, metric: str) -> tuple[list[int], list[float]]:
@@ -168,8 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     evals = []
     for item in args.eval:
         iteration, _, path = item.partition(":")
-        evals.append((int(iteration), json.loads(Path(path).read_text())))
-    plot(args.run_dir, evals, args.output, args.metric, args.window)
+        if not iteration.isdigit() or not path:
+            p.error(f"--eval {item!r} must look like ITER:FILE, e.g. 30:final.json")
+        evals.append((int(iteration), path))
+    try:
+        evals = [(i, read_json(f, "the eval result", fix="re-run lsp-mlx eval")) for i, f in evals]
+        plot(args.run_dir, evals, args.output, args.metric, args.window)
+    except UserError as e:
+        print(f"curve: error: {e}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}")
     return 0
 
