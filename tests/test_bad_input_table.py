@@ -467,6 +467,9 @@ CASES: list[tuple[str, str, str]] = [
     ("launch-run-exists", "launch -n 2 -- --config {tiny} --model {model} --run-dir {run}", "already holds a run"),
     ("launch-hostfile-missing", "launch -n 2 --hostfile {root}/hosts.json -- --config {tiny} --run-dir {case}/r", "hosts.json"),
     ("launch-config-missing", "launch -n 2 -- --config {root}/missing.yaml", "not found"),
+    ("launch-port-zero", "launch -n 2 --port 0 -- --config {tiny} --run-dir {case}/r", "--port 0"),
+    ("launch-port-too-high", "launch -n 2 --port 65535 -- --config {tiny} --run-dir {case}/r", "1..65534"),
+    ("launch-hostfile-not-json", "launch -n 2 --hostfile {tiny} -- --config {tiny} --run-dir {case}/r", "not valid JSON"),
     # ---------------------------------------------------------------- report
     ("report-no-to", "report {run}", "--to"),
     ("report-missing-run", "report {root}/missing --to tensorboard", "missing"),
@@ -532,13 +535,8 @@ def _argv(template: str, world: dict[str, str], case: Path) -> list[str]:
     return [part.format(**world, case=case) for part in shlex.split(template)]
 
 
-# Cases whose fix lies in another module and had not landed when this table was written.
-PENDING = {
-    "launch-hostfile-missing": "commands/launch.py passes a missing --hostfile to mlx.launch, "
-    "whose argparse prints its usage block",
-    "report-project-empty": "commands/report.py accepts --project '' and writes the tracker logs",
-    "report-name-empty": "commands/report.py accepts --name '' and writes the tracker logs",
-}
+# Cases whose fix lies in another module and has not landed yet (none at present).
+PENDING: dict[str, str] = {}
 
 
 def _params() -> list:

@@ -30,6 +30,7 @@ from lsp_mlx.commands.train_flags import add_train_arguments, config_from_args
 from lsp_mlx.distributed import LAUNCHER_ENV, launcher_id
 from lsp_mlx.errors import UserError
 from lsp_mlx.games import check_data_parallel
+from lsp_mlx.readers import read_json
 from lsp_mlx.trainer import check_run_dir, resolve_run_model
 
 DEFAULT_PORT = 32323  # mlx.launch's own default starting port for the ring backend
@@ -179,6 +180,21 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         raise UserError(
             f"lsp-mlx train does not take {' '.join(unknown)}: see lsp-mlx train --help"
+        )
+    if args.hostfile is not None:
+        # mlx.launch would answer a bad hostfile with its usage block, once per attempt
+        hosts = read_json(
+            args.hostfile, "the --hostfile", fix="pass mlx.launch's JSON list of hosts"
+        )
+        if not isinstance(hosts, list) or not hosts:
+            raise UserError(
+                f"--hostfile {args.hostfile} holds no list of hosts: write the JSON list "
+                "mlx.distributed_config writes"
+            )
+    if not 0 < args.port <= 65536 - args.processes:
+        raise UserError(
+            f"--port {args.port} leaves no room for {args.processes} ranks' ports: "
+            f"pass a port in 1..{65536 - args.processes}"
         )
     if parsed.config is None:
         raise UserError(

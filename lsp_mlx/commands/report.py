@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{run_dir} is not a run folder (no {EVENTS_FILE}): pass the --run-dir of a training run"
         )
+    for flag, value in (("--project", args.project), ("--name", args.name)):
+        if value is not None and not value.strip():
+            raise UserError(f"{flag} is empty: give it a name, or leave it out for the run's own")
     names = tracker_names(args.to)
     check_installed(names)
     events = read_jsonl(path, "the run's events")
