@@ -82,6 +82,11 @@ class GameConfig:
         1.0,
         "alpha_Ch: weight of the query-writer's (Challenger's, Proposer's) loss (paper: not given; 1.0)",
     )
+    query_prefix: str = _f(
+        "",
+        "text every query starts with (e.g. 'What is'), written into the query writer's prompt "
+        "after the start marker: the Challenger or Proposer writes the rest and is trained on that",
+    )
     query_max_tokens: int = _f(96, "max tokens of a query (the Challenger's or Proposer's output)")
     answer_max_tokens: int = _f(128, "max tokens of an answer (the Solver's output)")
     temperature: float = _f(
@@ -163,10 +168,6 @@ class SQLMConfig:
         5,
         "game sqlm: update the Proposer every K iterations (paper: 5); the Solver every iteration",
     )
-    problem_prefix: str = _f(
-        "",
-        "game sqlm: text every problem starts with, written for the Proposer (e.g. 'What is '); it writes the rest",
-    )
     solver_temperature: float | None = _f(
         None,
         "game sqlm: the Solver's sampling temperature (default: game.temperature, which then is the Proposer's)",
@@ -239,6 +240,7 @@ RENAMED_KEYS = {
     "game.challenger_max_tokens": "game.query_max_tokens",
     "game.solver_max_tokens": "game.answer_max_tokens",
     "game.alpha_challenger": "game.query_weight",
+    "sqlm.problem_prefix": "game.query_prefix",
 }
 _hinted: set[str] = set()
 
@@ -307,22 +309,26 @@ def _section_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _renamed(section: str, values: dict[Any, Any], hints: list[str]) -> dict[Any, Any]:
-    """Map old key spellings to the new ones; a hint per old key goes to ``hints``."""
-    out: dict[Any, Any] = {}
-    for key, value in values.items():
-        old = f"{section}.{key}"
-        new = RENAMED_KEYS.get(old)
-        if new is None:
-            out[key] = value
+def _renamed(data: dict[Any, Any], hints: list[str]) -> dict[Any, Any]:
+    """Move old key spellings to the new ones, across sections too; a hint per old key."""
+    out = {section: dict(v) if isinstance(v, dict) else v for section, v in data.items()}
+    for old, new in RENAMED_KEYS.items():
+        old_section, _, old_key = old.partition(".")
+        new_section, _, new_key = new.partition(".")
+        values = out.get(old_section)
+        if not isinstance(values, dict) or old_key not in values:
             continue
-        new_key = new.partition(".")[2]
-        if new_key in values:
+        if out.get(new_section) is None:
+            out[new_section] = {}
+        target = out[new_section]
+        if not isinstance(target, dict):
+            continue  # reported as a section that is not a mapping
+        if new_key in target:
             raise ConfigError(
                 f"{old} and {new} are both set: {old} is the old name of {new}, keep only {new}"
             )
+        target[new_key] = values.pop(old_key)
         hints.append(old)
-        out[new_key] = value
     return out
 
 
@@ -344,7 +350,7 @@ def from_dict(data: dict[str, Any] | None, base: Config | None = None) -> Config
         )
     sections = _section_types(Config)
     hints: list[str] = []
-    for section, values in (data or {}).items():
+    for section, values in _renamed(data or {}, hints).items():
         if section not in sections:
             raise ConfigError(f"unknown config section {section!r}{_nearest(section, sections)}")
         if values is None:
@@ -357,7 +363,7 @@ def from_dict(data: dict[str, Any] | None, base: Config | None = None) -> Config
         current = getattr(config, section)
         types_ = _section_types(type(current))
         updates = {}
-        for key, value in _renamed(section, values, hints).items():
+        for key, value in values.items():
             if key not in types_:
                 raise ConfigError(f"unknown config key '{section}.{key}'{_nearest(key, types_)}")
             if (section, key) == ("train", "report_to"):

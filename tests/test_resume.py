@@ -9,7 +9,7 @@ checkpoint at iteration 2, then resumed.
 The rewards are cheap and deterministic: LSP uses the python heuristic reward; SQLM
 arithmetic uses the label-free majority with a reference buffer that every valid problem
 joins (so the game state changes every iteration); SQLM code states its test in
-``sqlm.problem_prefix`` so each proposal is valid and every answer is scored by the sandbox.
+``game.query_prefix`` so each proposal is valid and every answer is scored by the sandbox.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ GAMES: dict[str, dict[str, Any]] = {
     "lsp-zero": {"game.name": "lsp-zero"},
     "sqlm-arithmetic": {
         "game.name": "sqlm",
-        "sqlm.problem_prefix": "What is",
+        "game.query_prefix": "What is",
         "sqlm.references": 2,
         "sqlm.seed_problems": ["What is 2 + 3?", "What is 9 - 4?", "What is 7 + 1?"],
         "sqlm.buffer_band_only": False,
@@ -45,7 +45,7 @@ GAMES: dict[str, dict[str, Any]] = {
     "sqlm-code": {
         "game.name": "sqlm",
         "sqlm.verifier": "code",
-        "sqlm.problem_prefix": "Write f(x) that returns x + 1.\nassert f(1) == 2\n",
+        "game.query_prefix": "Write f(x) that returns x + 1.\nassert f(1) == 2\n",
         "sqlm.proposer_every": 2,
         "sqlm.sandbox_timeout": 2.0,
     },

@@ -66,7 +66,7 @@ def sqlm_config(**overrides) -> cfg.Config:
         "game.name": "sqlm",
         "game.num_queries": 3,
         "game.group_size": 4,
-        "sqlm.problem_prefix": "What is",
+        "game.query_prefix": "What is",
     }
     return cfg.load(None, {**base, **overrides})
 
@@ -170,7 +170,7 @@ def test_code_task_scores_in_the_sandbox():
         **{
             "sqlm.verifier": "code",
             "game.num_queries": 1,
-            "sqlm.problem_prefix": "",
+            "game.query_prefix": "",
             "sqlm.sandbox_timeout": 1.5,
         }
     )
@@ -183,7 +183,7 @@ def test_code_task_scores_in_the_sandbox():
 
 def test_invalid_code_proposals_are_masked():
     config = sqlm_config(
-        **{"sqlm.verifier": "code", "game.num_queries": 1, "sqlm.problem_prefix": ""}
+        **{"sqlm.verifier": "code", "game.num_queries": 1, "game.query_prefix": ""}
     )
     backend = ScriptedBackend(["Write a function.</problem>"], {})
     rollout = make_sqlm(config, backend, World()).play(backend, 1)
@@ -220,7 +220,7 @@ def test_train_presets_run_on_the_tiny_model(preset: str, tiny_model: Path, tmp_
         "--set",
         "sqlm.solver_reward=majority",
         "--set",
-        "sqlm.problem_prefix=''",
+        "game.query_prefix=''",
         "--set",
         "sqlm.proposer_every=1",
     )

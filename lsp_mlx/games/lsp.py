@@ -102,15 +102,17 @@ class LSPGame(Stateless):
 
         # 1. Challenger: N queries from one shared prompt (every rank draws the same N), of
         #    which this rank plays its contiguous share
+        # a trailing space would be tokenised on its own, unlike in text the model has read
+        prefix = g.query_prefix.rstrip()
         ch_prompt = backend.chat_prompt(challenger_messages(g.task, g.template))
-        ch_prompt += backend.encode(QUERY_START)
+        ch_prompt += backend.encode(QUERY_START + prefix)
         ch = backend.generate(
             [ch_prompt], n=g.num_queries, max_tokens=g.query_max_tokens,
             temperature=g.temperature, top_p=g.top_p,
         )[0]  # fmt: skip
         mine = world.shard(len(ch))
         ch, first = ch[mine.start : mine.stop], mine.start
-        parsed = [parse_query(c.text) for c in ch]
+        parsed = [parse_query(c.text, prefix) for c in ch]
         queries = [q for q, _ in parsed]
         live = [i for i, q in enumerate(queries) if q]
 

@@ -20,13 +20,21 @@ def challenger_messages(task: str, template: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]
 
 
-def parse_query(completion: str) -> tuple[str, bool]:
+def parse_query(completion: str, prefix: str = "") -> tuple[str, bool]:
     """The Challenger's query from its completion; returns (query, followed_the_format).
 
-    The generation prompt already ends with the start marker, so the completion normally
-    holds the query followed by the end marker. A missing end marker is tolerated (the text
-    is used as it is); a stray start marker is stripped.
+    The generation prompt already ends with the start marker (and ``game.query_prefix``), so
+    the completion normally holds the query (its rest) followed by the end marker. A missing
+    end marker is tolerated (the text is used as it is); a stray start marker is stripped. A
+    completion that adds nothing to the prefix is an empty query.
     """
+    body, well_formed = _between_markers(completion)
+    if body and prefix:
+        body = _between_markers(prefix + completion)[0]
+    return body, well_formed
+
+
+def _between_markers(completion: str) -> tuple[str, bool]:
     text = completion
     well_formed = QUERY_END in text
     if QUERY_START in text:

@@ -81,13 +81,13 @@ class SQLMGame:
         self.buffer = list(state.get("buffer", self.buffer))
 
     def proposer_prompt(self, backend: Backend, references: list[str] | None = None) -> list[int]:
-        """The Proposer's prompt, ending with the start marker and ``sqlm.problem_prefix``: the
+        """The Proposer's prompt, ending with the start marker and ``game.query_prefix``: the
         prefix is part of the prompt, so the Proposer is trained only on what it wrote."""
         messages = with_references(
             self.task.proposer_messages(self.config.game.task), references or []
         )
         # a trailing space would be tokenised on its own, unlike in text the model has read
-        prefix = self.config.sqlm.problem_prefix.rstrip()
+        prefix = self.config.game.query_prefix.rstrip()
         return backend.chat_prompt(messages) + backend.encode(PROBLEM_START + prefix)
 
     def _propose(
@@ -120,7 +120,7 @@ class SQLMGame:
 
         # 1. Proposer: N problems
         prop_prompts, prop = self._propose(backend, iteration)
-        prefix = q.problem_prefix.rstrip()
+        prefix = g.query_prefix.rstrip()
         proposals = [self.task.parse(prefix + c.text) for c in prop]
         live = [i for i, p in enumerate(proposals) if p.valid]
 
