@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from lsp_mlx.errors import ConfigError
+from lsp_mlx.verifiers.sandbox import ISOLATIONS
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -232,7 +233,6 @@ class Config:
 REWARD_SOURCES = ("judge", "reward_model", "python")
 BACKENDS = ("mlx", "torch")
 TRACKERS = ("tensorboard", "wandb", "trackio")
-SANDBOX_ISOLATIONS = ("os", "python")
 SEED_MAX = 2**32 - 1  # numpy's and mlx's seeds are unsigned 32-bit
 
 # Old spelling -> new one. The old keys are still read (YAML and --set), with a one-line hint.
@@ -456,7 +456,7 @@ def _check_finite(config: Config) -> None:
 def validate(config: Config) -> None:
     """Every value in range, before anything is written or any model is loaded (one line each)."""
     g, t, lo, r, m = config.game, config.train, config.lora, config.reward, config.model
-    from lsp_mlx.games import GAMES  # light: a dict of names
+    from lsp_mlx.games.names import GAMES
 
     _check_finite(config)
     if g.name not in GAMES:
@@ -571,7 +571,7 @@ def _validate_selfplay(config: Config) -> None:
         (0 < q.duplicate_threshold <= 1, f"sqlm.duplicate_threshold must be in (0, 1], got {q.duplicate_threshold}"),
         (0 < q.sandbox_timeout <= 86400, f"sqlm.sandbox_timeout must be in (0, 86400] seconds, got {q.sandbox_timeout}"),
         (64 <= q.sandbox_memory_mb <= 1_048_576, f"sqlm.sandbox_memory_mb must be in 64..1048576 (Python needs 64 MB to start), got {q.sandbox_memory_mb}"),
-        (q.sandbox_isolation in SANDBOX_ISOLATIONS, f"sqlm.sandbox_isolation must be os or python, got {q.sandbox_isolation!r}"),
+        (q.sandbox_isolation in ISOLATIONS, f"sqlm.sandbox_isolation must be os or python, got {q.sandbox_isolation!r}"),
         (not (q.verifier == "code" and q.solver_reward == "exact"),
          "sqlm.solver_reward exact needs sqlm.verifier arithmetic (code is scored by its tests): set solver_reward: majority"),
         (s.beta > 0, f"spin.beta (lambda) must be > 0, got {s.beta}"),

@@ -24,6 +24,19 @@ CONTROL_DIR = "control"
 COMMANDS = ("pause", "resume", "stop", "checkpoint")
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a trainer that was killed leaves no run_end behind)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    except (OSError, OverflowError, ValueError):
+        return False
+    return True
+
+
 def send(run_dir: str | Path, command: str) -> Path:
     """Queue ``command`` for the trainer of ``run_dir``; returns the command file."""
     if command not in COMMANDS:

@@ -12,9 +12,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from lsp_mlx.control import pid_alive
 from lsp_mlx.events import EventWriter, read_events
 from lsp_mlx.tui.format import clip, duration, number, printable
-from lsp_mlx.tui.source import AttachedRun, pid_alive, tail_lines
+from lsp_mlx.tui.source import AttachedRun, tail_lines
 from lsp_mlx.tui.start import find_presets, find_runs, summarize_run
 from lsp_mlx.tui.state import RunState
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsp_mlx.control import send
+from lsp_mlx.control import pid_alive, send
 from lsp_mlx.events import EVENTS_FILE, EventTail
 
 TRAIN_LOG = "train.log"
@@ -35,18 +35,6 @@ def tail_lines(path: Path, count: int, start: int = 0) -> list[str]:
         return []
     lines = [line.rstrip() for line in data.decode("utf-8", "replace").splitlines()]
     return [line for line in lines if line.strip()][-count:]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    except OSError:
-        return False
-    return True
 
 
 class RunSource:

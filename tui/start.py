@@ -19,9 +19,8 @@ from textual.widgets import Footer, Header, Label, OptionList
 from textual.widgets.option_list import Option
 
 import lsp_mlx
+from lsp_mlx.control import pid_alive
 from lsp_mlx.events import EVENTS_FILE
-
-from .source import pid_alive
 
 
 @dataclass

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
-from lsp_mlx.control import COMMANDS, send
+from lsp_mlx.control import COMMANDS, pid_alive, send
 from lsp_mlx.errors import UserError
 from lsp_mlx.events import EVENTS_FILE
 
@@ -21,18 +20,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="the run folder of a running `lsp-mlx train`")
     p.add_argument("command", choices=COMMANDS, help="what the trainer should do")
     p.set_defaults(run=run)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, owned by someone else
-    except (OverflowError, ValueError):
-        return False
-    return True
 
 
 def not_running_reason(events: list[dict[str, Any]]) -> str | None:
@@ -50,7 +37,7 @@ def not_running_reason(events: list[dict[str, Any]]) -> str | None:
     if ends:
         return f"its last run ended ({ends[-1].get('status', 'ended')})"
     pid = start.get("pid")
-    if isinstance(pid, int) and not _pid_alive(pid):
+    if isinstance(pid, int) and not pid_alive(pid):
         return f"its trainer (pid {pid}) is gone"
     return None
 
