@@ -2,7 +2,8 @@
 #   make demo   set up, then play LSP-Zero on arithmetic with the embedded SmolLM2-135M for a few
 #               minutes: in the dashboard when run in a terminal, headless otherwise (CI, pipes,
 #               or HEADLESS=1); it ends with the commands to watch, chat with and export the run
-#   make test   set up (with test tools and the PyTorch backend), then run the test suite
+#   make test   set up (with test tools, trackers and the PyTorch backend), check lint and format,
+#               then run the test suite
 VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_STAMP := $(shell date +%Y%m%d-%H%M%S)
@@ -24,7 +25,7 @@ demo: $(VENV)/.setup
 	  $(BIN)/lsp-mlx train --config configs/demo.yaml --run-dir $(RUN_DIR); \
 	fi
 
-test: $(VENV)/.setup-test
+test: lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 setup: $(VENV)/.setup
@@ -38,11 +39,13 @@ $(VENV)/.setup-test: $(VENV)/.setup
 	bash scripts/setup.sh --test $(VENV)
 	touch $@
 
+# ruff's settings (line length 100, rules) are in pyproject.toml; --check changes nothing.
 lint: $(VENV)/.setup-test
-	$(BIN)/ruff check lsp_mlx tui tests benchmarks examples
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 bench: $(VENV)/.setup-test
-	$(BIN)/python benchmarks/rollout.py
+	$(BIN)/python benchmarks/iteration.py
 
 clean:
 	rm -rf $(VENV) runs exports

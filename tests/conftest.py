@@ -32,7 +32,10 @@ def tiny_config(tiny_model: Path, tmp_path: Path):
     """The configs/tiny.yaml preset on the tiny model, with a fresh run dir."""
     from lsp_mlx import config as cfg
 
-    return cfg.load(REPO / "configs" / "tiny.yaml", {"model.path": str(tiny_model), "train.run_dir": str(tmp_path / "run")})
+    return cfg.load(
+        REPO / "configs" / "tiny.yaml",
+        {"model.path": str(tiny_model), "train.run_dir": str(tmp_path / "run")},
+    )
 
 
 @pytest.fixture
@@ -42,8 +45,16 @@ def tiny_backend(tiny_config):
     return MLXBackend(tiny_config)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m lsp_mlx ARGS` as a real subprocess."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "lsp_mlx", *args], cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", "lsp_mlx", *args],
+        cwd=cwd or REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+    )
