@@ -48,3 +48,24 @@ def test_the_sqlm_key_is_read_as_the_shared_one(capsys):
     assert config.game.query_prefix == "What is"
     with pytest.raises(cfg.ConfigError, match="both set"):
         cfg.load(None, {"sqlm.problem_prefix": "a", "game.query_prefix": "b"})
+
+
+def test_a_query_the_reward_cannot_score_is_masked_out_of_both_losses(
+    tiny_config, tiny_backend, tmp_path, monkeypatch
+):
+    """The tiny model writes bytes, never arithmetic: with the exact verifier as R every query
+    is unscorable, so nothing enters the loss and no Challenger reward is paid for it."""
+    game_config = dataclasses.replace(tiny_config.game, name="lsp-zero", num_queries=3)
+    reward_config = dataclasses.replace(
+        tiny_config.reward, function="lsp_mlx.rewards.arithmetic:exact"
+    )
+    config = dataclasses.replace(tiny_config, game=game_config, reward=reward_config)
+    game = make_game(config, tiny_backend, World())
+    tiny_backend.seed(0)
+    rollout = game.play(tiny_backend, iteration=1)
+    assert rollout.samples == []
+    assert len(rollout.games) == 3 and not any(g.valid for g in rollout.games)
+    scored = [g for g in rollout.games if "cannot score" in g.extra.get("reason", "")]
+    assert scored, "the random model wrote no non-empty query to score"
+    assert rollout.metrics["challenger/invalid"] == 1.0
+    assert rollout.generated_tokens > sum(g.query_tokens for g in rollout.games)

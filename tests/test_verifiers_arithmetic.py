@@ -127,12 +127,12 @@ def test_exact_reward_is_the_verifiers_verdict_per_answer():
     assert exact(queries, answers) == [[1.0, 0.0, 1.0, 0.0], [1.0, 1.0], [1.0, 0.0]]
 
 
-def test_exact_reward_gives_zero_to_every_answer_of_a_question_it_cannot_compute():
+def test_exact_reward_gives_no_reward_to_a_question_it_cannot_compute():
     from lsp_mlx.rewards.arithmetic import exact
 
     queries = ["What is {number} + {number}?", "What is 7 + 3, then double it?", "Who are you?"]
     answers = [["2", "4"], ["10", "20"], ["7", "I am a model."]]
-    assert exact(queries, answers) == [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]
+    assert exact(queries, answers) == [None, None, None]
 
 
 def test_exact_reward_loads_as_a_reward_function_of_the_demo_preset():

@@ -124,11 +124,20 @@ class LSPGame(Stateless):
         answers = self._solve(backend, sol_prompts, indices, iteration) if live else []
         t1 = time.perf_counter()
 
-        # 3. Rewards: R from the reward source, R_Q from the reference-model judge (LSP)
+        # 3. Rewards: R from the reward source, R_Q from the reference-model judge (LSP). A
+        #    query the source cannot score (None) is masked like an empty one: its value would
+        #    otherwise be 0, the Challenger's best reward for a question that means nothing.
         texts = [[a.text for a in group] for group in answers]
-        live_queries = [queries[i] for i in live]
+        generated = sum(len(c.tokens) for c in ch) + sum(len(a.tokens) for x in answers for a in x)
         source = self.config.reward.source
-        R = check_rewards(self.reward(live_queries, texts), texts, source) if live else []
+        scored = [queries[i] for i in live]
+        R_all = check_rewards(self.reward(scored, texts), texts, source) if live else []
+        unscorable = {i for i, r in zip(live, R_all) if r is None}
+        kept = [k for k, r in enumerate(R_all) if r is not None]
+        live = [live[k] for k in kept]
+        answers, sol_prompts = [answers[k] for k in kept], [sol_prompts[k] for k in kept]
+        texts, R = [texts[k] for k in kept], [R_all[k] for k in kept]
+        live_queries = [queries[i] for i in live]
         has_judge = self.judge is not None and bool(live)
         RQ = self.judge(live_queries, texts) if has_judge else [[0.0] * len(t) for t in texts]
         t2 = time.perf_counter()
@@ -153,6 +162,13 @@ class LSPGame(Stateless):
             for i, c in enumerate(ch)
             if not queries[i]
         ]
+        games += [
+            invalid_game(
+                iteration, first + i, self.name, queries[i], len(ch[i].tokens),
+                {"reason": f"reward source {source!r} cannot score it"},
+            )
+            for i in sorted(unscorable)
+        ]  # fmt: skip
         for k, i in enumerate(live):
             if not (skip_flat and zero_variance(totals[k])):
                 samples += answer_samples(sol_prompts[k], answers[k], sol_adv[k], w_answer, eos)
@@ -223,7 +239,6 @@ class LSPGame(Stateless):
         if stats is not None and all_ch_rewards:
             unparsable, judged = (sum(p["judge"][k] for p in parts_of_ranks) for k in (0, 1))
             metrics["judge/unparsable"] = unparsable / max(judged, 1)
-        generated = sum(len(c.tokens) for c in ch) + sum(answer_tokens)
         return Rollout(
             games=games,
             samples=samples,

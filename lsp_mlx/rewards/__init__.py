@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from lsp_mlx.backends.base import Backend
     from lsp_mlx.config import Config
 
-RewardFn = Callable[[list[str], list[list[str]]], list[list[float]]]
+# A group may be None: the source cannot score that query (the game masks it out of the loss).
+RewardFn = Callable[[list[str], list[list[str]]], list[list[float] | None]]
 
 
 def make_judge(config: Config, backend: Backend) -> Judge:
@@ -47,23 +48,26 @@ def make_reward(config: Config, backend: Backend) -> RewardFn:
 
 
 def check_rewards(
-    rewards: list[list[float]], answers: list[list[str]], source: str
-) -> list[list[float]]:
-    """Reject a reward function's output that does not match the groups (one clear line)."""
+    rewards: list[list[float] | None], answers: list[list[str]], source: str
+) -> list[list[float] | None]:
+    """Reject a reward function's output that does not match the groups (one clear line).
+
+    A group given as None (a query the source cannot score) stays None.
+    """
     from lsp_mlx.errors import UserError
 
     shape_ok = len(rewards) == len(answers) and all(
-        len(r) == len(a) for r, a in zip(rewards, answers)
+        r is None or len(r) == len(a) for r, a in zip(rewards, answers)
     )
     if not shape_ok:
         raise UserError(
             f"reward source {source!r} returned rewards shaped unlike the answers: return one float per answer, grouped per query"
         )
     try:
-        out = [[float(x) for x in group] for group in rewards]
+        out = [None if group is None else [float(x) for x in group] for group in rewards]
     except (TypeError, ValueError):
         raise UserError(f"reward source {source!r} returned a non-number: return floats") from None
-    bad = next((x for group in out for x in group if not math.isfinite(x)), None)
+    bad = next((x for group in out for x in group or () if not math.isfinite(x)), None)
     if bad is not None:
         raise UserError(
             f"reward source {source!r} returned {bad}: return finite floats (a NaN or infinite "
