@@ -2,7 +2,7 @@
 
 mlx-lm's ``LoRALinear`` stores ``lora_a`` (in, r) and ``lora_b`` (r, out) and adds
 ``scale * x @ lora_a @ lora_b``; PEFT stores ``lora_A.weight`` (r, in) and ``lora_B.weight``
-(out, r) and adds ``(lora_alpha / r) * B(A(x))``. So (ALGORITHMS.md §5)::
+(out, r) and adds ``(lora_alpha / r) * B(A(x))``. So (docs/algorithms.md §5)::
 
     base_model.model.<module>.lora_A.weight = lora_a.T
     base_model.model.<module>.lora_B.weight = lora_b.T
