@@ -319,6 +319,8 @@ CASES: list[tuple[str, str, str]] = [
     ("train-distributed-negative", "train --config {tiny} --distributed -2", "--distributed"),
     # ---------------------------------------------------------------- tui
     ("tui-config-missing", "tui --config {root}/missing.yaml", "not found"),
+    ("tui-attach-empty", "tui --attach ''", "--attach is empty"),
+    ("tui-attach-not-a-run", "tui --attach {root}", "holds no run"),
     ("tui-config-latin1", "tui --config {cfg_latin1}", "not UTF-8"),
     ("tui-set-bad", "tui --config {tiny} --set game.group_size=1", "game.group_size (G) must be in"),
     ("tui-seed-negative", "tui --config {tiny} --seed -1", "train.seed must be in"),
@@ -481,7 +483,12 @@ CASES: list[tuple[str, str, str]] = [
 ]  # fmt: skip
 
 # Run as real processes with a timeout: if not caught, they would start the dashboard.
-OPENS_DASHBOARD_IF_UNCAUGHT = {"tui-stop-timeout-negative", "tui-screenshot-unwritable"}
+OPENS_DASHBOARD_IF_UNCAUGHT = {
+    "tui-stop-timeout-negative",
+    "tui-screenshot-unwritable",
+    "tui-attach-empty",
+    "tui-attach-not-a-run",
+}
 
 # Cases that also run as real processes: the entry point, imports and exit status end to end.
 SUBPROCESS = [

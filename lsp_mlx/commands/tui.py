@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lsp_mlx.commands.train_flags import add_train_arguments, config_from_args
 from lsp_mlx.errors import UserError
+from lsp_mlx.events import EVENTS_FILE
 from lsp_mlx.tui.source import AttachedRun, LaunchedRun, RunSource
 
 
@@ -133,7 +134,11 @@ def run(args: argparse.Namespace) -> int:
         )
     source: RunSource | None = None
     config_label = None
-    if args.attach:
+    if args.attach is not None:
+        if not args.attach.strip():
+            raise UserError(
+                "--attach is empty: pass the --run-dir of a training run, e.g. runs/demo"
+            )
         if forwarded:
             raise UserError(
                 f"--attach follows an existing run: drop the training flags ({' '.join(forwarded)}) or drop --attach"
@@ -142,6 +147,12 @@ def run(args: argparse.Namespace) -> int:
         if not run_dir.is_dir():
             raise UserError(
                 f"run folder {str(run_dir)!r} not found: pass the --run-dir of a training run, e.g. runs/demo"
+            )
+        # an empty folder may be a run whose trainer is still loading the model: wait for it
+        started = any((run_dir / f).exists() for f in (EVENTS_FILE, "config.yaml"))
+        if not started and any(run_dir.iterdir()):
+            raise UserError(
+                f"{run_dir} holds no run (no {EVENTS_FILE}): pass the --run-dir of a training run, e.g. runs/demo"
             )
         source = AttachedRun(run_dir)
     elif forwarded:
