@@ -45,6 +45,21 @@ def tiny_backend(tiny_config):
     return MLXBackend(tiny_config)
 
 
+def tiny_train_args(tiny_model: Path, run_dir: Path, iterations: int = 2, *extra: str) -> list[str]:
+    """The flags of `lsp-mlx train` for the tiny preset on ``tiny_model`` into ``run_dir``."""
+    return [
+        "--config",
+        "configs/tiny.yaml",
+        "--model",
+        str(tiny_model),
+        "--run-dir",
+        str(run_dir),
+        "--iterations",
+        str(iterations),
+        *extra,
+    ]
+
+
 def run_cli(
     *args: str, cwd: Path | None = None, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:

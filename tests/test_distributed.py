@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_train_args
 
 from lsp_mlx import control, distributed
 from lsp_mlx.errors import UserError
@@ -218,18 +218,6 @@ def test_watchdog_ends_a_hung_collective(tmp_path):
 
 
 # ------------------------------------------------------------------ whole runs
-def train_args(tiny_model: Path, run_dir: Path, iterations: int = 2, *extra: str) -> list[str]:
-    return [
-        "--config",
-        "configs/tiny.yaml",
-        "--model",
-        str(tiny_model),
-        "--run-dir",
-        str(run_dir),
-        "--iterations",
-        str(iterations),
-        *extra,
-    ]
 
 
 def adapter(run_dir: Path) -> dict:
@@ -246,10 +234,12 @@ def test_two_ranks_equal_one_rank(tiny_model, tmp_path):
     """
     one, two = tmp_path / "one", tmp_path / "two"
     env = {distributed.SEEDING_ENV: "query"}
-    ref = run_cli("train", *train_args(tiny_model, one), env=env)
+    ref = run_cli("train", *tiny_train_args(tiny_model, one), env=env)
     assert ref.returncode == 0, ref.stderr[-3000:]
     port = str(free_ports(2))
-    dp = run_cli("launch", "-n", "2", "--port", port, "--", *train_args(tiny_model, two), env=env)
+    dp = run_cli(
+        "launch", "-n", "2", "--port", port, "--", *tiny_train_args(tiny_model, two), env=env
+    )
     assert dp.returncode == 0, dp.stderr[-3000:]
     assert "mlx.launch -n 2 --backend ring" in dp.stderr
     assert (
@@ -334,7 +324,7 @@ def metrics_of(events: list[dict]) -> list[int]:
 def test_killed_rank_makes_the_other_exit_and_the_run_resumes(tiny_model, tmp_path):
     """Pause both ranks, kill one: the other fails fast; then resume on 2 ranks and stop them."""
     run_dir = tmp_path / "run"
-    procs = start_train_ranks(tmp_path, train_args(tiny_model, run_dir, 40))
+    procs = start_train_ranks(tmp_path, tiny_train_args(tiny_model, run_dir, 40))
     try:
         wait_for(run_dir, metrics_of, procs)
         control.send(run_dir, "pause")  # rank 0 reads it; rank 1 follows at the next agreement
@@ -365,7 +355,7 @@ def test_killed_rank_makes_the_other_exit_and_the_run_resumes(tiny_model, tmp_pa
     # both ranks load the same checkpoint (checked by hash in distributed.check_start) and go on;
     # a stop sent to rank 0's run dir ends both at the same iteration, after a checkpoint
     saved = max(e["iteration"] for e in read_events(run_dir) if e["type"] == "checkpoint")
-    procs = start_train_ranks(tmp_path, [*train_args(tiny_model, run_dir, 40), "--resume"])
+    procs = start_train_ranks(tmp_path, [*tiny_train_args(tiny_model, run_dir, 40), "--resume"])
     try:
         wait_for(run_dir, lambda ev: saved + 1 in metrics_of(ev), procs)
         control.send(run_dir, "stop")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_train_args
 
 from lsp_mlx.events import SCHEMA_VERSION, read_events
 from lsp_mlx.records import Game
@@ -37,18 +37,7 @@ REQUIRED_METRICS = {
 
 
 def train(tiny_model: Path, run_dir: Path, *extra: str, iterations: int = 2):
-    return run_cli(
-        "train",
-        "--config",
-        "configs/tiny.yaml",
-        "--model",
-        str(tiny_model),
-        "--run-dir",
-        str(run_dir),
-        "--iterations",
-        str(iterations),
-        *extra,
-    )
+    return run_cli("train", *tiny_train_args(tiny_model, run_dir, iterations, *extra))
 
 
 def test_events_file_schema_and_checkpoints(tiny_model, tmp_path):
@@ -106,16 +95,7 @@ def _start(tiny_model: Path, run_dir: Path, iterations: int) -> subprocess.Popen
             "-m",
             "lsp_mlx",
             "train",
-            "--config",
-            "configs/tiny.yaml",
-            "--model",
-            str(tiny_model),
-            "--run-dir",
-            str(run_dir),
-            "--iterations",
-            str(iterations),
-            "--set",
-            "train.checkpoint_every=0",
+            *tiny_train_args(tiny_model, run_dir, iterations, "--set", "train.checkpoint_every=0"),
         ],
         cwd=REPO,
         stdout=subprocess.PIPE,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import json
 import os
 import re
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from test_tui_app import screen_text
 from textual.widgets import Static
 
 from lsp_mlx.events import read_events
@@ -63,21 +62,6 @@ def write(run_dir: Path, events: list[dict[str, Any]], mode: str = "w") -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     with open(run_dir / "events.jsonl", mode) as fh:
         fh.write("".join(json.dumps(e) + "\n" for e in events))
-
-
-def screen_text(app: DashboardApp) -> str:
-    console = Console(
-        width=app.size.width,
-        height=app.size.height,
-        file=io.StringIO(),
-        force_terminal=True,
-        color_system=None,
-        record=True,
-    )
-    console.print(
-        app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
-    )
-    return console.export_text()
 
 
 def sync(test: Callable[..., Any]) -> Callable[..., None]:
