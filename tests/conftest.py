@@ -49,7 +49,7 @@ def tiny_train_args(tiny_model: Path, run_dir: Path, iterations: int = 2, *extra
     """The flags of `lsp-mlx train` for the tiny preset on ``tiny_model`` into ``run_dir``."""
     return [
         "--config",
-        "configs/tiny.yaml",
+        str(REPO / "configs" / "tiny.yaml"),
         "--model",
         str(tiny_model),
         "--run-dir",

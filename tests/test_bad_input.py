@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import run_cli, tiny_train_args
 
 from lsp_mlx.cli import main
 
@@ -20,16 +20,7 @@ def fails(capsys, *argv: str) -> str:
 
 
 def tiny_args(tiny_model, tmp_path, *extra: str) -> list[str]:
-    return [
-        "train",
-        "--config",
-        str(REPO / "configs/tiny.yaml"),
-        "--model",
-        str(tiny_model),
-        "--run-dir",
-        str(tmp_path / "run"),
-        *extra,
-    ]
+    return ["train", *tiny_train_args(tiny_model, tmp_path / "run", 2, *extra)]
 
 
 @pytest.mark.parametrize(
@@ -66,42 +57,15 @@ def test_unknown_key_in_yaml_file(capsys, tmp_path):
 
 
 def test_missing_model_and_non_model_file(capsys, tmp_path):
-    err = fails(
-        capsys,
-        "train",
-        "--config",
-        str(REPO / "configs/tiny.yaml"),
-        "--model",
-        str(tmp_path / "nope"),
-        "--run-dir",
-        str(tmp_path / "run"),
-    )
+    err = fails(capsys, "train", *tiny_train_args(tmp_path / "nope", tmp_path / "run"))
     assert "nope" in err
     text = tmp_path / "weights.txt"
     text.write_text("not a model")
-    err = fails(
-        capsys,
-        "train",
-        "--config",
-        str(REPO / "configs/tiny.yaml"),
-        "--model",
-        str(text),
-        "--run-dir",
-        str(tmp_path / "run2"),
-    )
+    err = fails(capsys, "train", *tiny_train_args(text, tmp_path / "run2"))
     assert "GGUF" in err or "model folder" in err
     fake = tmp_path / "fake.gguf"
     fake.write_text("hello")
-    assert "GGUF" in fails(
-        capsys,
-        "train",
-        "--config",
-        str(REPO / "configs/tiny.yaml"),
-        "--model",
-        str(fake),
-        "--run-dir",
-        str(tmp_path / "run3"),
-    )
+    assert "GGUF" in fails(capsys, "train", *tiny_train_args(fake, tmp_path / "run3"))
     assert not any((tmp_path / d / "events.jsonl").exists() for d in ("run", "run2", "run3"))
 
 
@@ -124,16 +88,7 @@ def test_reward_model_without_score_head(capsys, tiny_model, tmp_path):
 def test_unwritable_run_dir(capsys, tiny_model, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
-    err = fails(
-        capsys,
-        "train",
-        "--config",
-        str(REPO / "configs/tiny.yaml"),
-        "--model",
-        str(tiny_model),
-        "--run-dir",
-        str(blocker / "run"),
-    )
+    err = fails(capsys, "train", *tiny_train_args(tiny_model, blocker / "run"))
     assert "not writable" in err
 
 

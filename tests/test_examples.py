@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, tiny_train_args
 
 from lsp_mlx.cli import main
 from lsp_mlx.events import read_events
@@ -14,16 +14,9 @@ def test_user_reward_function_from_examples(tiny_model, tmp_path, monkeypatch):
     code = main(
         [
             "train",
-            "--config",
-            str(REPO / "configs/tiny.yaml"),
-            "--model",
-            str(tiny_model),
-            "--run-dir",
-            str(run_dir),
-            "--iterations",
-            "1",
-            "--set",
-            "reward.function=concise_reward:reward",
+            *tiny_train_args(
+                tiny_model, run_dir, 1, "--set", "reward.function=concise_reward:reward"
+            ),
         ]
     )
     assert code == 0
