@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
-from test_distributed import free_ports, train_args
+from conftest import REPO, run_cli, tiny_train_args
+from test_distributed import free_ports
 
 from lsp_mlx import distributed
 from lsp_mlx.events import read_events
@@ -36,10 +36,10 @@ def test_torchrun_two_ranks_equal_one_rank(tiny_model, tmp_path):
     # per-query Solver seeds on both (see test_two_ranks_equal_one_rank); torchrun gives each
     # rank one thread, and so does the reference, so both sum in the same order
     env = {distributed.SEEDING_ENV: "query", "OMP_NUM_THREADS": "1"}
-    ref = run_cli("train", *train_args(tiny_model, one), "--backend", "torch", env=env)
+    ref = run_cli("train", *tiny_train_args(tiny_model, one), "--backend", "torch", env=env)
     assert ref.returncode == 0, ref.stderr[-3000:]
     dp = run_cli(
-        "launch", "-n", "2", "--", *train_args(tiny_model, two), "--backend", "torch", env=env
+        "launch", "-n", "2", "--", *tiny_train_args(tiny_model, two), "--backend", "torch", env=env
     )
     assert dp.returncode == 0, dp.stderr[-3000:]
     assert "torchrun --standalone --nproc-per-node=2" in dp.stderr
