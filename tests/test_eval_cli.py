@@ -174,3 +174,49 @@ def test_eval_finds_the_base_of_a_run_and_of_an_export(
         config = _config(args, resolve_source(path))
         assert Path(config.model.path).resolve() == tiny_model.resolve(), path
         assert config.lora.rank == 4
+
+
+def test_base_answers_of_an_earlier_eval_give_the_same_result(
+    tiny_model: Path, tiny_run: Path, tmp_path: Path
+):
+    """--base-answers: the base's greedy answers are read back, not generated, and every row
+    (base, adapter, paired difference) equals the eval that generated them."""
+    flags = ["--model", str(tiny_model), "--levels", "add1,sub2", "--per-level", "4"]
+    flags += ["--max-tokens", "4", "--train-log", "none"]
+    base = tmp_path / "base.json"
+    assert run_cli("eval", *flags, "--output", str(base)).returncode == 0
+    full, reused = tmp_path / "full.json", tmp_path / "reused.json"
+    r = run_cli("eval", *flags, "--adapter", str(tiny_run), "--output", str(full))
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = run_cli(
+        "eval",
+        *flags,
+        "--adapter",
+        str(tiny_run),
+        "--base-answers",
+        str(base),
+        "--output",
+        str(reused),
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "base answers" not in r.stderr  # nothing generated for the base
+    a, b = json.loads(full.read_text()), json.loads(reused.read_text())
+    assert b["base_answers_from"] == str(base)
+    assert a["accuracy"] == b["accuracy"]
+
+    other = run_cli(
+        "eval",
+        *[f if f != "4" else "5" for f in flags],
+        "--adapter",
+        str(tiny_run),
+        "--base-answers",
+        str(base),
+        "--output",
+        str(tmp_path / "x.json"),
+    )
+    assert other.returncode == 2
+    assert other.stderr.strip().splitlines() == [
+        f"lsp-mlx: error: --base-answers {base}: made with --per-level 4, this eval uses 5: "
+        "pass the same --per-level or drop --base-answers"
+    ]
+    assert not (tmp_path / "x.json").exists()

@@ -67,6 +67,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="with --adapter: measure only the adapter's accuracy (e.g. for checkpoints along a curve)",
     )
     p.add_argument(
+        "--base-answers",
+        metavar="EVAL_JSON",
+        help="with --adapter: reuse the base model's answers from an earlier eval JSON of the same "
+        "held-out set (greedy, so they do not change) instead of generating them again",
+    )
+    p.add_argument(
         "--prompts",
         help="JSONL ('prompt' field) or text file of prompts for the win rate (needs --adapter)",
     )
@@ -143,6 +149,12 @@ def _check(args: argparse.Namespace) -> None:
         raise UserError("--checkpoint picks a checkpoint of a run: also pass --adapter RUN")
     if args.no_base and not args.adapter:
         raise UserError("--no-base needs --adapter (without one there is only the base to measure)")
+    if args.base_answers and not args.adapter:
+        raise UserError("--base-answers pairs an adapter with the base: also pass --adapter")
+    if args.base_answers and args.no_base:
+        raise UserError("--base-answers and --no-base contradict each other: drop one")
+    if args.base_answers and args.no_accuracy:
+        raise UserError("--base-answers is for the held-out accuracy: drop --no-accuracy")
     if args.prompts and not args.adapter:
         raise UserError("--prompts compares an adapter with its base: also pass --adapter")
     if args.no_accuracy and not args.prompts:
@@ -192,6 +204,40 @@ def _train_log(args: argparse.Namespace, source: AdapterSource | None) -> Path |
     return source.events_path if source is not None else None
 
 
+def read_base_answers(path: str, args: argparse.Namespace) -> tuple[str | None, list[str]]:
+    """The base model and its completions from an earlier eval JSON, checked to be of the very
+    held-out set these flags make (read before any model loads)."""
+    from lsp_mlx.evaluation.heldout import make_arithmetic_set
+    from lsp_mlx.readers import read_json
+
+    data = read_json(path, "--base-answers", fix="pass an eval JSON written by lsp-mlx eval")
+    acc = data.get("accuracy") if isinstance(data, dict) else None
+    samples = acc.get("samples") if isinstance(acc, dict) else None
+    if not isinstance(samples, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("base"), dict) for s in samples
+    ):
+        raise UserError(
+            f"--base-answers {path}: holds no base answers: pass an eval JSON made without --no-base"
+        )
+    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    ours = {"seed": args.seed, "levels": levels, "per_level": args.per_level}
+    ours["max_tokens"] = args.max_tokens
+    for key, value in ours.items():
+        if acc.get(key) != value:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(
+                f"--base-answers {path}: made with {flag} {acc.get(key)}, this eval uses {value}: "
+                f"pass the same {flag} or drop --base-answers"
+            )
+    questions = [p.question for p in make_arithmetic_set(args.seed, args.per_level, levels)]
+    if [s.get("question") for s in samples] != questions:
+        raise UserError(
+            f"--base-answers {path}: its problems differ from this held-out set (another version "
+            "of lsp-mlx?): drop --base-answers"
+        )
+    return data.get("base_model"), [str(s["base"].get("completion", "")) for s in samples]
+
+
 def _check_adapter_fits(backend: Any, source: AdapterSource, model: str) -> None:
     """One greedy token with the adapter on: an adapter trained on another base fails here, as
     one line, rather than deep inside the first batch."""
@@ -230,8 +276,10 @@ def accuracy_section(
     with_adapter: bool,
     train_log: Path | None = None,
     trained_on: set[str] | None = None,
+    base_answers: list[str] | None = None,
 ) -> dict[str, Any]:
-    """``trained_on``: the questions of ``train_log`` (read before any model was loaded)."""
+    """``trained_on``: the questions of ``train_log``; ``base_answers``: the base model's
+    completions from an earlier eval (both read before any model was loaded)."""
     from lsp_mlx.evaluation.heldout import (
         answer_problems,
         grade,
@@ -250,6 +298,9 @@ def accuracy_section(
         del runs["base"]
     graded = {}
     for name, adapter in runs.items():
+        if name == "base" and base_answers is not None:
+            graded[name] = grade(problems, base_answers)
+            continue
         texts = answer_problems(
             backend,
             problems,
@@ -380,6 +431,9 @@ def run(args: argparse.Namespace) -> int:
         from lsp_mlx.evaluation.heldout import training_questions
 
         trained_on = training_questions(train_log)
+    base_model, base_answers = (
+        read_base_answers(args.base_answers, args) if args.base_answers else (None, None)
+    )
     prompts, scorer = None, None
     if args.prompts:
         from lsp_mlx.evaluation.pairwise import read_prompts
@@ -392,6 +446,11 @@ def run(args: argparse.Namespace) -> int:
     config = _config(args, source)
     from lsp_mlx.backends import get_backend
 
+    if base_model and config.model.base_model and base_model != config.model.base_model:
+        raise UserError(
+            f"--base-answers {args.base_answers}: answers of {base_model}, this eval's base is "
+            f"{config.model.base_model}: pass an eval of the same base or drop --base-answers"
+        )
     backend = get_backend(config)
     adapter = source.adapter_dir if source is not None else None
     if source is not None:
@@ -404,9 +463,11 @@ def run(args: argparse.Namespace) -> int:
         "base_model": config.model.base_model,
         "adapter": str(adapter) if adapter else None,
     }
+    if args.base_answers:
+        result["base_answers_from"] = args.base_answers
     if not args.no_accuracy:
         result["accuracy"] = accuracy_section(
-            backend, args, adapter is not None, train_log, trained_on
+            backend, args, adapter is not None, train_log, trained_on, base_answers
         )
     if args.prompts:
         result["win_rate"] = win_rate_section(backend, args, prompts, scorer)
