@@ -184,6 +184,9 @@ class LSPGame(Stateless):
             extra = {"format_ok": parsed[i][1]}
             if self_values:
                 extra["self_value"] = self_values[k]
+            if self.judge is not None and all(0.0 <= r <= 1.0 for r in R[k]):
+                # R + R_Q leaves [0, 1], so the diagnostics read the solve rate from R alone
+                extra["solve_rate"] = sum(R[k]) / len(R[k])
             games.append(
                 Game(
                     iteration=iteration,
