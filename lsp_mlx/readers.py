@@ -11,9 +11,11 @@ sizes), so a damaged checkpoint is reported before a framework tries to load it.
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +109,7 @@ def read_yaml(path: str | Path, what: str, *, fix: str | None = None) -> Any:
 
 
 def read_jsonl(path: str | Path, what: str, *, fix: str | None = None) -> list[dict[str, Any]]:
-    """One JSON object per line; blank lines are skipped.
+    """One JSON object per line (gzipped or not); blank lines are skipped.
 
     A last line without its newline that does not parse is a write torn by a crash: it is
     skipped (the writer appends whole lines, so everything before it is intact). Any other
@@ -115,6 +117,11 @@ def read_jsonl(path: str | Path, what: str, *, fix: str | None = None) -> list[d
     """
     path = Path(path)
     data = read_bytes(path, what, fix=fix)
+    if data.startswith(b"\x1f\x8b"):  # gzip's magic: a kept run log (docs/proof)
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):
+            raise _fail(what, path, "is a damaged gzip file", fix, _DAMAGED) from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     lines = data.split(b"\n")

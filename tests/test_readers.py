@@ -159,3 +159,16 @@ def test_check_safetensors_rejects_garbage(tmp_path, safetensors_file):
     with pytest.raises(UserError) as e:
         check_safetensors(tmp_path / "none.safetensors", "the model weights")
     one_line_error(e, "not found")
+
+
+def test_read_jsonl_reads_a_gzipped_log_and_names_a_damaged_one(tmp_path):
+    import gzip
+
+    path = tmp_path / "events.jsonl.gz"
+    lines = [json.dumps({"type": "metrics", "i": i}) for i in range(3)]
+    path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert [r["i"] for r in read_jsonl(path, "the run's events")] == [0, 1, 2]
+    path.write_bytes(path.read_bytes()[:-12])  # cut short: no end of stream
+    with pytest.raises(UserError) as e:
+        read_jsonl(path, "the run's events")
+    one_line_error(e, "the run's events", "is a damaged gzip file")
