@@ -10,8 +10,9 @@ answers read from ``base-evalE.json``). Writes ``results.md`` (the tables) and
 and the training solve rate per iteration) into the folder.
 
 The dynamics come from the runs' own events (docs/algorithms.md §4): the solve rate is the
-verifier's (the share of right answers on the questions that could be checked), early is the
-mean of the first five iterations and late of the last five.
+verifier's (the share of right answers on the questions whose truth it can compute), a
+computable question is one the verifier can compute the truth of, early is the mean of the
+first five iterations and late of the last five.
 """
 
 from __future__ import annotations
@@ -62,6 +63,16 @@ def _edges(series: list[tuple[int, float]]) -> tuple[float | None, float | None]
     return _mean(values[:EDGE]), _mean(values[-EDGE:])
 
 
+def verifier_solve_rate(run: Run) -> list[tuple[int, float]]:
+    """Per iteration, the share of the Solver's answers the verifier finds right on the
+    questions whose truth it can compute: one measure for every game (SQLM's own solve rate
+    is agreement with the majority under the label-free reward; LSP's rewards add R_Q)."""
+    for kind, key in (("metrics", "sqlm/accuracy"), ("metrics", "reward/base_mean")):
+        if series := run.series(kind, key):
+            return series
+    return run.series("diagnostics", "solve_rate/mean")
+
+
 def dynamics(run: Run) -> dict[str, float | None]:
     """One run's training in numbers: budget, validity, difficulty and collapse signs."""
     tokens = [
@@ -71,7 +82,9 @@ def dynamics(run: Run) -> dict[str, float | None]:
         for m in [e["metrics"]]
     ]
     seconds = [v for _, v in run.series("metrics", "time/iteration")]
-    solve_early, solve_late = _edges(run.series("diagnostics", "solve_rate/mean"))
+    solve_early, solve_late = _edges(verifier_solve_rate(run))
+    truth_known = dict(run.series("metrics", "sqlm/truth_known"))
+    computable = [v * truth_known.get(i, 1.0) for i, v in run.series("diagnostics", "valid_share")]
     length_early, length_late = _edges(run.series("diagnostics", "answers/tokens_mean"))
     games = [e for e in run.events if e.get("type") == "game"]
     queries = [str(g.get("query", "")).strip().lower() for g in games if g.get("valid", True)]
@@ -79,7 +92,7 @@ def dynamics(run: Run) -> dict[str, float | None]:
         "iterations": float(run.iterations),
         "generated_tokens": sum(tokens),
         "minutes": sum(seconds) / 60,
-        "valid_share": _mean([v for _, v in run.series("diagnostics", "valid_share")]),
+        "computable_share": _mean(computable),
         "solve_early": solve_early,
         "solve_late": solve_late,
         "learnable_share": _mean([v for _, v in run.series("diagnostics", "learnable_share")]),
@@ -150,10 +163,13 @@ def accuracy_table(runs: list[Run]) -> list[str]:
     return rows
 
 
-def summary_table(runs: list[Run]) -> list[str]:
+def summary_table(runs: list[Run], first_set: int) -> list[str]:
     """A row per game: the paired difference on all problems at each run's last evaluated
-    checkpoint, a column per (training seed, held-out set)."""
-    columns = sorted({(run.seed, e) for run in runs for _, e in run.evals})
+    checkpoint, a column per (training seed, held-out set), ``first_set`` first."""
+    columns = sorted(
+        {(run.seed, e) for run in runs for _, e in run.evals},
+        key=lambda c: (c[0], c[1] != first_set, c[1]),
+    )
     rows = [
         "| game | " + " | ".join(f"training seed {s}, held-out set {e}" for s, e in columns) + " |",
         "| --- |" + " --- |" * len(columns),
@@ -170,7 +186,7 @@ def summary_table(runs: list[Run]) -> list[str]:
 
 def dynamics_table(runs: list[Run]) -> list[str]:
     rows = [
-        "| game | seed | iterations | generated tokens | minutes | valid questions "
+        "| game | seed | iterations | generated tokens | minutes | computable questions "
         "| solve rate early → late | learnable groups | zero-variance groups "
         "| near-duplicate questions | distinct questions | answer tokens early → late |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
@@ -179,7 +195,7 @@ def dynamics_table(runs: list[Run]) -> list[str]:
         d = dynamics(run)
         rows.append(
             f"| {run.game} | {run.seed} | {d['iterations']:.0f} | {d['generated_tokens']:,.0f} "
-            f"| {d['minutes']:.0f} | {_pct(d['valid_share'])} "
+            f"| {d['minutes']:.0f} | {_pct(d['computable_share'])} "
             f"| {_pct(d['solve_early'])} → {_pct(d['solve_late'])} | {_pct(d['learnable_share'])} "
             f"| {_pct(d['zero_variance_share'])} | {_pct(d['near_duplicate_rate'])} "
             f"| {_pct(d['distinct_questions'])} "
@@ -189,48 +205,63 @@ def dynamics_table(runs: list[Run]) -> list[str]:
 
 
 def plot(runs: list[Run], out: Path, eval_seed: int) -> None:
+    """A column per game: its held-out paired difference at each evaluated checkpoint (top)
+    and its training solve rate (bottom), each training seed a line; shared axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     games = list(dict.fromkeys(run.game for run in runs))
-    colours = dict(zip(games, plt.get_cmap("tab10").colors))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 7.5), dpi=120)
-    top.axhline(0.0, color="0.3", lw=1)
-    for n, run in enumerate(runs):
-        points = [(0, 0.0, 0.0, 0.0)]
-        for (it, seed), acc in sorted(run.evals.items()):
-            if seed == eval_seed:
-                d = acc["all"]["difference"]
-                points.append((it, d["estimate"], d["ci_low"], d["ci_high"]))
-        shift = (n % 2 - 0.5) * 0.3 + games.index(run.game) * 0.12  # keep the bars apart
-        top.errorbar(
-            [p[0] + shift for p in points],
-            [100 * p[1] for p in points],
-            yerr=[[100 * (p[1] - p[2]) for p in points], [100 * (p[3] - p[1]) for p in points]],
-            fmt="o-" if run.seed == runs[0].seed else "s--",
-            color=colours[run.game],
-            capsize=3,
-            lw=1.5,
-            label=f"{run.game}, seed {run.seed}",
-        )
-        xs = [i for i, _ in run.series("diagnostics", "solve_rate/mean")]
-        ys = [v for _, v in run.series("diagnostics", "solve_rate/mean")]
-        bottom.plot(
-            xs,
-            [100 * y for y in moving_average(ys, EDGE)],
-            "-" if run.seed == runs[0].seed else "--",
-            color=colours[run.game],
-            lw=1.5,
-        )
-    top.set_ylabel(f"held-out adapter − base, points\n(paired 95% CI, eval seed {eval_seed})")
-    top.grid(alpha=0.3)
-    top.legend(fontsize=7, ncol=2, loc="upper left")
-    top.set_title("Five games on arithmetic, SmolLM2-135M-Instruct")
-    bottom.set_ylabel("training solve rate, %\n(moving average of 5)")
-    bottom.set_xlabel("iteration")
-    bottom.grid(alpha=0.3)
+    seeds = sorted({run.seed for run in runs})
+    fig, axes = plt.subplots(
+        2,
+        len(games),
+        figsize=(2.9 * len(games) + 1, 6),
+        dpi=120,
+        sharex=True,
+        sharey="row",
+        squeeze=False,
+    )
+    for col, game in enumerate(games):
+        top, bottom = axes[0][col], axes[1][col]
+        top.axhline(0.0, color="0.3", lw=1)
+        for run in (r for r in runs if r.game == game):
+            k = seeds.index(run.seed)
+            colour = plt.get_cmap("tab10").colors[k]
+            points = [(0, 0.0, 0.0, 0.0)]
+            for (it, seed), acc in sorted(run.evals.items()):
+                if seed == eval_seed:
+                    d = acc["all"]["difference"]
+                    points.append((it, d["estimate"], d["ci_low"], d["ci_high"]))
+            shift = (k - (len(seeds) - 1) / 2) * 0.4  # the seeds' bars side by side
+            top.errorbar(
+                [p[0] + shift for p in points],
+                [100 * p[1] for p in points],
+                yerr=[
+                    [100 * (p[1] - p[2]) for p in points],
+                    [100 * (p[3] - p[1]) for p in points],
+                ],
+                fmt="o-",
+                color=colour,
+                capsize=3,
+                lw=1.5,
+                label=f"training seed {run.seed}",
+            )
+            series = verifier_solve_rate(run)
+            bottom.plot(
+                [i for i, _ in series],
+                [100 * y for y in moving_average([v for _, v in series], EDGE)],
+                color=colour,
+                lw=1.5,
+            )
+        top.set_title(game)
+        top.grid(alpha=0.3)
+        bottom.grid(alpha=0.3)
+        bottom.set_xlabel("iteration")
+    axes[0][0].set_ylabel(f"held-out adapter − base, points\n(paired 95% CI, set {eval_seed})")
+    axes[1][0].set_ylabel("training solve rate, %\n(verifier; moving average of 5)")
+    axes[0][0].legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(out)
 
@@ -249,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         text = [
             "## Adapter − base on all held-out problems, at the last checkpoint (points)",
             "",
-            *summary_table(runs),
+            *summary_table(runs, args.curve_eval_seed),
             "",
             "## Held-out accuracy (lsp-mlx eval; greedy, exact match; paired 95% intervals)",
             "",
