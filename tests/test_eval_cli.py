@@ -188,32 +188,21 @@ def test_base_answers_of_an_earlier_eval_give_the_same_result(
     full, reused = tmp_path / "full.json", tmp_path / "reused.json"
     r = run_cli("eval", *flags, "--adapter", str(tiny_run), "--output", str(full))
     assert r.returncode == 0, r.stderr[-2000:]
-    r = run_cli(
-        "eval",
-        *flags,
-        "--adapter",
-        str(tiny_run),
-        "--base-answers",
-        str(base),
-        "--output",
-        str(reused),
-    )
+
+    def with_base_answers(eval_flags: list[str], out: Path):
+        return run_cli(
+            "eval", *eval_flags, "--adapter", str(tiny_run), "--base-answers", str(base),
+            "--output", str(out),
+        )  # fmt: skip
+
+    r = with_base_answers(flags, reused)
     assert r.returncode == 0, r.stderr[-2000:]
     assert "base answers" not in r.stderr  # nothing generated for the base
     a, b = json.loads(full.read_text()), json.loads(reused.read_text())
     assert b["base_answers_from"] == str(base)
     assert a["accuracy"] == b["accuracy"]
 
-    other = run_cli(
-        "eval",
-        *[f if f != "4" else "5" for f in flags],
-        "--adapter",
-        str(tiny_run),
-        "--base-answers",
-        str(base),
-        "--output",
-        str(tmp_path / "x.json"),
-    )
+    other = with_base_answers([f if f != "4" else "5" for f in flags], tmp_path / "x.json")
     assert other.returncode == 2
     assert other.stderr.strip().splitlines() == [
         f"lsp-mlx: error: --base-answers {base}: made with --per-level 4, this eval uses 5: "
