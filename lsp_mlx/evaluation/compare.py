@@ -103,6 +103,9 @@ def dynamics(run: Run) -> dict[str, float | None]:
             [v for _, v in run.series("diagnostics", "queries/near_duplicate_rate")]
         ),
         "distinct_questions": len(set(queries)) / len(queries) if queries else None,
+        "top_question_share": max(map(queries.count, set(queries))) / len(queries)
+        if queries
+        else None,
         "answer_tokens_early": length_early,
         "answer_tokens_late": length_late,
     }
@@ -188,8 +191,9 @@ def dynamics_table(runs: list[Run]) -> list[str]:
     rows = [
         "| game | seed | iterations | generated tokens | minutes | computable questions "
         "| solve rate early → late | learnable groups | zero-variance groups "
-        "| near-duplicate questions | distinct questions | answer tokens early → late |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| near-duplicate questions | distinct questions | the most frequent question "
+        "| answer tokens early → late |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for run in runs:
         d = dynamics(run)
@@ -198,7 +202,7 @@ def dynamics_table(runs: list[Run]) -> list[str]:
             f"| {d['minutes']:.0f} | {_pct(d['computable_share'])} "
             f"| {_pct(d['solve_early'])} → {_pct(d['solve_late'])} | {_pct(d['learnable_share'])} "
             f"| {_pct(d['zero_variance_share'])} | {_pct(d['near_duplicate_rate'])} "
-            f"| {_pct(d['distinct_questions'])} "
+            f"| {_pct(d['distinct_questions'])} | {_pct(d['top_question_share'])} "
             f"| {d['answer_tokens_early'] or 0:.1f} → {d['answer_tokens_late'] or 0:.1f} |"
         )
     return rows
