@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,9 @@ class Run:
                 out.append((int(e["iteration"]), float(value)))
         return out
 
+    def values(self, kind: str, key: str) -> list[float]:
+        return [v for _, v in self.series(kind, key)]
+
     @property
     def iterations(self) -> int:
         return max((i for i, _ in self.series("metrics", "loss")), default=0)
@@ -75,37 +79,30 @@ def verifier_solve_rate(run: Run) -> list[tuple[int, float]]:
 
 def dynamics(run: Run) -> dict[str, float | None]:
     """One run's training in numbers: budget, validity, difficulty and collapse signs."""
-    tokens = [
-        m.get("tokens_per_sec", 0.0) * m.get("time/generate", 0.0)
-        for e in run.events
-        if e.get("type") == "metrics"
-        for m in [e["metrics"]]
-    ]
-    seconds = [v for _, v in run.series("metrics", "time/iteration")]
+    rate = dict(run.series("metrics", "tokens_per_sec"))  # generated tokens / generate time
+    tokens = [rate.get(i, 0.0) * t for i, t in run.series("metrics", "time/generate")]
     solve_early, solve_late = _edges(verifier_solve_rate(run))
     truth_known = dict(run.series("metrics", "sqlm/truth_known"))
     computable = [v * truth_known.get(i, 1.0) for i, v in run.series("diagnostics", "valid_share")]
     length_early, length_late = _edges(run.series("diagnostics", "answers/tokens_mean"))
-    games = [e for e in run.events if e.get("type") == "game"]
-    queries = [str(g.get("query", "")).strip().lower() for g in games if g.get("valid", True)]
+    queries = Counter(
+        str(e.get("query", "")).strip().lower()
+        for e in run.events
+        if e.get("type") == "game" and e.get("valid", True)
+    )
+    n_queries = sum(queries.values())
     return {
         "iterations": float(run.iterations),
         "generated_tokens": sum(tokens),
-        "minutes": sum(seconds) / 60,
+        "minutes": sum(run.values("metrics", "time/iteration")) / 60,
         "computable_share": _mean(computable),
         "solve_early": solve_early,
         "solve_late": solve_late,
-        "learnable_share": _mean([v for _, v in run.series("diagnostics", "learnable_share")]),
-        "zero_variance_share": _mean(
-            [v for _, v in run.series("diagnostics", "zero_variance_share")]
-        ),
-        "near_duplicate_rate": _mean(
-            [v for _, v in run.series("diagnostics", "queries/near_duplicate_rate")]
-        ),
-        "distinct_questions": len(set(queries)) / len(queries) if queries else None,
-        "top_question_share": max(map(queries.count, set(queries))) / len(queries)
-        if queries
-        else None,
+        "learnable_share": _mean(run.values("diagnostics", "learnable_share")),
+        "zero_variance_share": _mean(run.values("diagnostics", "zero_variance_share")),
+        "near_duplicate_rate": _mean(run.values("diagnostics", "queries/near_duplicate_rate")),
+        "distinct_questions": len(queries) / n_queries if n_queries else None,
+        "top_question_share": queries.most_common(1)[0][1] / n_queries if n_queries else None,
         "answer_tokens_early": length_early,
         "answer_tokens_late": length_late,
     }
