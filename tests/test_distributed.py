@@ -287,14 +287,14 @@ def test_two_ranks_equal_one_rank(tiny_model, tmp_path):
     assert ev2[-1]["type"] == "run_end" and ev2[-1]["status"] == "finished"
 
 
-def start_train_ranks(tmp_path: Path, args: list[str]) -> list[subprocess.Popen]:
+def start_train_ranks(tmp_path: Path, args: list[str], **env: str) -> list[subprocess.Popen]:
     """Two `lsp-mlx train` ranks started by hand (as mlx.launch would), so one can be killed."""
     base = free_ports(2)
     cmd = [sys.executable, "-m", "lsp_mlx", "train", *args]
     return [
         subprocess.Popen(
             cmd,
-            env=ring_env(tmp_path, r, 2, base),
+            env=ring_env(tmp_path, r, 2, base, **env),
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -324,7 +324,15 @@ def metrics_of(events: list[dict]) -> list[int]:
 def test_killed_rank_makes_the_other_exit_and_the_run_resumes(tiny_model, tmp_path):
     """Pause both ranks, kill one: the other fails fast; then resume on 2 ranks and stop them."""
     run_dir = tmp_path / "run"
-    procs = start_train_ranks(tmp_path, tiny_train_args(tiny_model, run_dir, 40))
+    # The ring backend usually reports the dead peer at once ("lost the other ranks"); a kill
+    # that lands mid-transfer can instead leave the collective waiting, and then the watchdog
+    # ends it. Both are the promised fast failure, so both are accepted, the watchdog's at 30 s.
+    timeout = 30
+    procs = start_train_ranks(
+        tmp_path,
+        tiny_train_args(tiny_model, run_dir, 40),
+        **{distributed.TIMEOUT_ENV: str(timeout)},
+    )
     try:
         wait_for(run_dir, metrics_of, procs)
         control.send(run_dir, "pause")  # rank 0 reads it; rank 1 follows at the next agreement
@@ -335,22 +343,21 @@ def test_killed_rank_makes_the_other_exit_and_the_run_resumes(tiny_model, tmp_pa
         assert metrics_of(read_events(run_dir)) == paused  # nobody trains while paused
         procs[1].send_signal(signal.SIGKILL)
         t0 = time.monotonic()
-        _, err = procs[0].communicate(timeout=60)
-        assert time.monotonic() - t0 < 30
+        _, err = procs[0].communicate(timeout=90)
+        assert time.monotonic() - t0 < timeout + 15
     finally:
         for p in procs:
             p.kill()
             p.wait()
     assert procs[0].returncode == distributed.DistributedError.exit_code, err[-3000:]
-    assert (
-        "lsp-mlx: error: distributed: rank 0 lost the other ranks during the control check" in err
+    reasons = (
+        "lost the other ranks during the control check",
+        f"waited more than {timeout}s for the other ranks during the control check",
     )
+    assert any(f"lsp-mlx: error: distributed: rank 0 {r}" in err for r in reasons), err[-3000:]
     end = read_events(run_dir)[-1]
-    assert (
-        end["type"] == "run_end"
-        and end["status"] == "error"
-        and "lost the other ranks" in end["error"]
-    )
+    assert end["type"] == "run_end" and end["status"] == "error"
+    assert any(r in end["error"] for r in reasons), end["error"]
 
     # both ranks load the same checkpoint (checked by hash in distributed.check_start) and go on;
     # a stop sent to rank 0's run dir ends both at the same iteration, after a checkpoint
