@@ -183,7 +183,8 @@ class DashboardApp(App[int]):
     # ------------------------------------------------------------------ the loop
     def tick(self) -> None:
         """Read new events, notice a dead trainer, drive a pending quit, then redraw once."""
-        if self.source is None:
+        # a tick can fire while the app shuts down and its widgets are being removed
+        if self.source is None or not self.is_running:
             return
         self.state.apply_all(self.source.poll())
         self._check_process()
