@@ -120,6 +120,10 @@ def _config(args: argparse.Namespace, source: AdapterSource | None) -> Any:
     return cfg.load(None, overrides)
 
 
+def _levels(args: argparse.Namespace) -> list[str]:
+    return [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+
+
 def _check(args: argparse.Namespace) -> None:
     """Every flag, before any file is read or model loaded."""
     from lsp_mlx.evaluation.heldout import LEVELS
@@ -127,7 +131,7 @@ def _check(args: argparse.Namespace) -> None:
 
     if not 1 <= args.per_level <= 100_000:
         raise UserError(f"--per-level must be in 1..100000, got {args.per_level}")
-    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    levels = _levels(args)
     if not args.no_accuracy:
         if not levels:
             raise UserError(
@@ -219,9 +223,13 @@ def read_base_answers(path: str, args: argparse.Namespace) -> tuple[str | None, 
         raise UserError(
             f"--base-answers {path}: holds no base answers: pass an eval JSON made without --no-base"
         )
-    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
-    ours = {"seed": args.seed, "levels": levels, "per_level": args.per_level}
-    ours["max_tokens"] = args.max_tokens
+    levels = _levels(args)
+    ours = {
+        "seed": args.seed,
+        "levels": levels,
+        "per_level": args.per_level,
+        "max_tokens": args.max_tokens,
+    }
     for key, value in ours.items():
         if acc.get(key) != value:
             flag = "--" + key.replace("_", "-")
@@ -288,7 +296,7 @@ def accuracy_section(
         training_questions,
     )
 
-    levels = [lv.strip() for lv in args.levels.split(",") if lv.strip()]
+    levels = _levels(args)
     try:
         problems = make_arithmetic_set(args.seed, args.per_level, levels)
     except ValueError as e:
