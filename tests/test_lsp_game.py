@@ -69,3 +69,20 @@ def test_a_query_the_reward_cannot_score_is_masked_out_of_both_losses(
     assert scored, "the random model wrote no non-empty query to score"
     assert rollout.metrics["challenger/invalid"] == 1.0
     assert rollout.generated_tokens > sum(g.query_tokens for g in rollout.games)
+
+
+def test_with_the_self_judge_each_game_records_the_solve_rate_of_r_alone(
+    tiny_config, tiny_backend
+):
+    """R + R_Q leaves [0, 1], so the game records mean(R) as its solve rate for the diagnostics."""
+    from lsp_mlx.diagnostics import solve_rate
+
+    game = make_game(tiny_config, tiny_backend, World())  # tiny: lsp, heuristic R, self-judge
+    tiny_backend.seed(0)
+    rollout = game.play(tiny_backend, iteration=1)
+    live = [g for g in rollout.games if g.valid]
+    assert live, "the tiny model wrote no query"
+    for g in live:
+        rewards = [a.reward_parts["reward"] for a in g.answers]
+        assert g.extra["solve_rate"] == pytest.approx(sum(rewards) / len(rewards))
+        assert solve_rate(g) == g.extra["solve_rate"]
