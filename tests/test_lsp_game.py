@@ -71,9 +71,7 @@ def test_a_query_the_reward_cannot_score_is_masked_out_of_both_losses(
     assert rollout.generated_tokens > sum(g.query_tokens for g in rollout.games)
 
 
-def test_with_the_self_judge_each_game_records_the_solve_rate_of_r_alone(
-    tiny_config, tiny_backend
-):
+def test_with_the_self_judge_each_game_records_the_solve_rate_of_r_alone(tiny_config, tiny_backend):
     """R + R_Q leaves [0, 1], so the game records mean(R) as its solve rate for the diagnostics."""
     from lsp_mlx.diagnostics import solve_rate
 
